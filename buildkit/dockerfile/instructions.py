@@ -1,0 +1,222 @@
+"""Typed instructions: nodes → one frozen dataclass per instruction.
+
+The second of the frontend's three steps. Every instruction keeps its source
+location (`line`, `end_line`) and holds its words *unexpanded*: the planner
+expands them per stage, with the ARG and ENV values in scope there, because the
+same instruction expands differently for each platform.
+
+Flags are validated here (unknown flag, missing value, a flag the instruction
+does not take, a `-labs` flag without a `-labs` syntax); values are kept as
+written, for the planner to expand.
+
+`parse_instructions(parsed)` turns a ParsedDockerfile into a Dockerfile:
+global ARGs (before the first FROM) and the stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from buildkit.dockerfile.syntax import Directives, Heredoc
+
+
+@dataclass(frozen=True)
+class Instruction:
+    line: int
+    end_line: int
+    original: str
+
+    @property
+    def keyword(self) -> str:
+        """The instruction as Docker names it: `RUN`, `COPY`, ..."""
+        return type(self).__name__.upper()
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ArgDecl:
+    """One name of an ARG instruction; `default` is None for `ARG NAME`."""
+
+    name: str
+    default: str | None = None
+
+
+# ---------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class From(Instruction):
+    image: str  # unexpanded: "golang:${GO}", "scratch", "build"
+    name: str = ""  # the AS name as written ("" when unnamed)
+    platform: str = ""  # unexpanded --platform value, "" when absent
+
+
+# ---------------------------------------------------------------- metadata
+
+
+@dataclass(frozen=True)
+class Env(Instruction):
+    pairs: tuple[KeyValue, ...]
+
+
+@dataclass(frozen=True)
+class Label(Instruction):
+    pairs: tuple[KeyValue, ...]
+
+
+@dataclass(frozen=True)
+class Maintainer(Instruction):
+    name: str
+
+
+@dataclass(frozen=True)
+class Arg(Instruction):
+    args: tuple[ArgDecl, ...]
+
+
+@dataclass(frozen=True)
+class Expose(Instruction):
+    ports: tuple[str, ...]  # unexpanded words: "80", "53/udp", "${PORT}"
+
+
+@dataclass(frozen=True)
+class Volume(Instruction):
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class User(Instruction):
+    user: str
+
+
+@dataclass(frozen=True)
+class Workdir(Instruction):
+    path: str
+
+
+@dataclass(frozen=True)
+class StopSignal(Instruction):
+    signal: str
+
+
+@dataclass(frozen=True)
+class Shell(Instruction):
+    shell: tuple[str, ...]  # JSON form only
+
+
+@dataclass(frozen=True)
+class Cmd(Instruction):
+    command: tuple[str, ...]  # exec form, or (text,) with shell=True
+    shell: bool  # shell form: run as SHELL + [text]
+
+
+@dataclass(frozen=True)
+class Entrypoint(Instruction):
+    command: tuple[str, ...]
+    shell: bool
+
+
+@dataclass(frozen=True)
+class Healthcheck(Instruction):
+    """HEALTHCHECK NONE has `test == ("NONE",)`; otherwise test is
+    `("CMD", ...)` or `("CMD-SHELL", text)`, as in the image config.
+    Durations are kept as written ("30s"); "" means unset."""
+
+    test: tuple[str, ...]
+    interval: str = ""
+    timeout: str = ""
+    start_period: str = ""
+    start_interval: str = ""
+    retries: str = ""
+
+
+@dataclass(frozen=True)
+class Onbuild(Instruction):
+    expression: str  # the trigger as written: "RUN echo hi"
+
+
+# ---------------------------------------------------------------- filesystem
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One `RUN --mount=...`: `type` plus the other options as written.
+
+    `options` keeps every key=value except type, unexpanded, in order, with
+    keys lower-cased and their aliases resolved (`dst`/`destination` →
+    `target`, `src` → `source`, `ro`/`readonly` → `readonly=true`,
+    `rw`/`readwrite` → `readwrite=true`).
+    """
+
+    type: str  # bind | cache | tmpfs | secret | ssh
+    options: tuple[KeyValue, ...]
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        for kv in self.options:
+            if kv.key == key:
+                return kv.value
+        return default
+
+
+@dataclass(frozen=True)
+class Run(Instruction):
+    command: tuple[str, ...]  # exec form words, or (text,) with shell=True
+    shell: bool
+    heredocs: tuple[Heredoc, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    network: str = ""  # "", default | none | host
+    security: str = ""  # "", sandbox | insecure
+
+
+@dataclass(frozen=True)
+class CopyBase(Instruction):
+    sources: tuple[str, ...]  # unexpanded; heredoc names excluded
+    dest: str
+    heredocs: tuple[Heredoc, ...] = ()  # inline files, named by Heredoc.name
+    chown: str = ""
+    chmod: str = ""
+    link: bool = False
+    excludes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Copy(CopyBase):
+    from_: str = ""  # --from, unexpanded: a stage name, an index or an image
+    parents: bool = False
+
+
+@dataclass(frozen=True)
+class Add(CopyBase):
+    checksum: str = ""
+    keep_git_dir: bool = False
+    unpack: bool | None = None  # --unpack; None when absent
+
+
+# ---------------------------------------------------------------- the file
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Everything from one FROM up to the next."""
+
+    index: int
+    from_: From
+    instructions: tuple[Instruction, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.from_.name
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    path: str
+    directives: Directives
+    global_args: tuple[Arg, ...]
+    stages: tuple[Stage, ...]
+    warnings: tuple[tuple[int, str], ...] = field(default=())
