@@ -20,11 +20,15 @@ from dataclasses import dataclass, field
 from buildkit.dockerfile.syntax import Directives, Heredoc
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Instruction:
     line: int
     end_line: int
     original: str
+    # The comment lines directly above the instruction, "#" stripped: the
+    # description `--call outline` shows for an ARG and `--call targets` for
+    # a stage.
+    comment: str = ""
 
     @property
     def keyword(self) -> str:
@@ -32,13 +36,13 @@ class Instruction:
         return type(self).__name__.upper()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class KeyValue:
     key: str
     value: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ArgDecl:
     """One name of an ARG instruction; `default` is None for `ARG NAME`."""
 
@@ -49,7 +53,7 @@ class ArgDecl:
 # ---------------------------------------------------------------- stages
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class From(Instruction):
     image: str  # unexpanded: "golang:${GO}", "scratch", "build"
     name: str = ""  # the AS name as written ("" when unnamed)
@@ -59,69 +63,69 @@ class From(Instruction):
 # ---------------------------------------------------------------- metadata
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Env(Instruction):
     pairs: tuple[KeyValue, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Label(Instruction):
     pairs: tuple[KeyValue, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Maintainer(Instruction):
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Arg(Instruction):
     args: tuple[ArgDecl, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Expose(Instruction):
     ports: tuple[str, ...]  # unexpanded words: "80", "53/udp", "${PORT}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Volume(Instruction):
     paths: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class User(Instruction):
     user: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Workdir(Instruction):
     path: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StopSignal(Instruction):
     signal: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Shell(Instruction):
     shell: tuple[str, ...]  # JSON form only
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Cmd(Instruction):
     command: tuple[str, ...]  # exec form, or (text,) with shell=True
     shell: bool  # shell form: run as SHELL + [text]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Entrypoint(Instruction):
     command: tuple[str, ...]
     shell: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Healthcheck(Instruction):
     """HEALTHCHECK NONE has `test == ("NONE",)`; otherwise test is
     `("CMD", ...)` or `("CMD-SHELL", text)`, as in the image config.
@@ -135,7 +139,7 @@ class Healthcheck(Instruction):
     retries: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Onbuild(Instruction):
     expression: str  # the trigger as written: "RUN echo hi"
 
@@ -143,7 +147,7 @@ class Onbuild(Instruction):
 # ---------------------------------------------------------------- filesystem
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Mount:
     """One `RUN --mount=...`: `type` plus the other options as written.
 
@@ -163,7 +167,7 @@ class Mount:
         return default
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Run(Instruction):
     command: tuple[str, ...]  # exec form words, or (text,) with shell=True
     shell: bool
@@ -173,7 +177,7 @@ class Run(Instruction):
     security: str = ""  # "", sandbox | insecure
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CopyBase(Instruction):
     sources: tuple[str, ...]  # unexpanded; heredoc names excluded
     dest: str
@@ -184,13 +188,13 @@ class CopyBase(Instruction):
     excludes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Copy(CopyBase):
     from_: str = ""  # --from, unexpanded: a stage name, an index or an image
     parents: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Add(CopyBase):
     checksum: str = ""
     keep_git_dir: bool = False
@@ -200,7 +204,7 @@ class Add(CopyBase):
 # ---------------------------------------------------------------- the file
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Stage:
     """Everything from one FROM up to the next."""
 
@@ -213,7 +217,7 @@ class Stage:
         return self.from_.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Dockerfile:
     path: str
     directives: Directives

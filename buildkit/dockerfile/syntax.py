@@ -78,6 +78,9 @@ class Node:
     end_line: int
     original: str
     heredocs: tuple[Heredoc, ...] = ()
+    # Comment lines directly above the instruction (no blank line between),
+    # without the leading "#" and one following space.
+    comments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
