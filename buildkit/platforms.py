@@ -139,7 +139,9 @@ def parse_platform(text: str, *, local: Platform | None = None) -> Platform:
     return Platform(os_name, arch, variant)
 
 
-def parse_platforms(text: str | list[str] | tuple[str, ...], *, local: Platform | None = None) -> tuple[Platform, ...]:
+def parse_platforms(
+    text: str | list[str] | tuple[str, ...], *, local: Platform | None = None
+) -> tuple[Platform, ...]:
     """Parse a comma list (or several lists), dropping duplicates, keeping order."""
     items = [text] if isinstance(text, str) else list(text)
     seen: dict[Platform, None] = {}
@@ -167,8 +169,10 @@ def matches(want: Platform, have: Platform) -> bool:
         return True
     if want.architecture == "arm":
         order = ("v5", "v6", "v7", "v8")
-        return have.variant in order and want.variant in order and (
-            order.index(have.variant) <= order.index(want.variant)
+        return (
+            have.variant in order
+            and want.variant in order
+            and (order.index(have.variant) <= order.index(want.variant))
         )
     return False
 

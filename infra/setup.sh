@@ -37,6 +37,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   apt-get update -qq
 fi
 
-# binfmt_misc: mount it and register QEMU handlers with the F flag.
-here=$(cd "$(dirname "$0")" && pwd)
-"$here/binfmt.sh"
+# binfmt_misc: mount it and register QEMU handlers with the F flag (the same
+# code as `farm binfmt install`; it needs nothing outside the standard library).
+root=$(cd "$(dirname "$0")/.." && pwd)
+PYTHONPATH="$root" python3 -m buildkit.binfmt

@@ -1,0 +1,42 @@
+"""Farm's settings: `FARM_*` environment variables, read once, at the edges.
+
+The engine (`buildkit/`) never reads the environment: the CLI, the API and the
+workers read `get_settings()` and hand the engine plain values.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".local" / "share" / "farm"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home)
+    storage: str = ""  # file:///path or s3://bucket/prefix; default file://$FARM_HOME/registry
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_path_style: bool = False
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    api_tokens: str = ""
+    server: str = ""
+    token: str = ""
+    worker_native_platforms: str = ""
+    worker_emulated_platforms: str = ""
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"file://{self.home / 'registry'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
