@@ -82,7 +82,7 @@ def merged(
             work = root / "work"
             work.mkdir()
             options += f",upperdir={upper},workdir={work}"
-        options += ",index=off,xino=off"
+        options += ",index=off,xino=off,redirect_dir=off,metacopy=off"
         _mount(options, target, cwd=home)
         try:
             yield target
