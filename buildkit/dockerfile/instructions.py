@@ -10,14 +10,25 @@ does not take, a `-labs` flag without a `-labs` syntax); values are kept as
 written, for the planner to expand.
 
 `parse_instructions(parsed)` turns a ParsedDockerfile into a Dockerfile:
-global ARGs (before the first FROM) and the stages.
+global ARGs (before the first FROM) and the stages; `parse_dockerfile(text)`
+does both steps. Either raises DockerfileError, and nothing else, for any
+input. The per-instruction parsers live in `commands.py`, flags in `flags.py`,
+`--mount` specs in `mounts.py`.
+
+Notes for the planner:
+- `From.name` is the AS name as written; BuildKit compares stage names
+  case-insensitively (it lower-cases them), so compare with `.lower()`.
+- `Instruction.comment` is every comment line above the instruction joined
+  with "\n"; BuildKit's `--call outline/targets` only shows a comment line
+  that starts with the ARG's or stage's name (`# build compiles the app`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from buildkit.dockerfile.syntax import Directives, Heredoc
+from buildkit.dockerfile.syntax import Directives, Heredoc, ParsedDockerfile, parse
+from buildkit.errors import DockerfileError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,12 +76,20 @@ class From(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class Env(Instruction):
+    """Keys and values are raw words: quotes and escapes are still in them
+    (`ENV A="a b"` has value `"a b"`), for the expander to remove, as
+    BuildKit's shell lexer does. `legacy` marks the `ENV KEY value` form."""
+
     pairs: tuple[KeyValue, ...]
+    legacy: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
 class Label(Instruction):
+    """Raw words like Env; `legacy` marks the `LABEL key value` form."""
+
     pairs: tuple[KeyValue, ...]
+    legacy: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,3 +243,62 @@ class Dockerfile:
     global_args: tuple[Arg, ...]
     stages: tuple[Stage, ...]
     warnings: tuple[tuple[int, str], ...] = field(default=())
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse_instructions(parsed: ParsedDockerfile) -> Dockerfile:
+    """Type every node and group them into global ARGs and stages.
+
+    Raises DockerfileError for an unsupported `# syntax=` frontend, any bad
+    instruction, an instruction other than ARG before the first FROM, and a
+    file without FROM. A repeated stage name is left to the checks
+    (BuildKit's DuplicateStageName rule), as BuildKit does.
+    """
+    from buildkit.dockerfile.commands import Context, parse_node
+    from buildkit.dockerfile.flags import parse_frontend
+
+    path = parsed.path
+    ctx = Context(
+        path=path,
+        frontend=parse_frontend(parsed.directives, path),
+        escape=parsed.directives.escape,
+    )
+    global_args: list[Arg] = []
+    stages: list[tuple[From, list[Instruction]]] = []
+    for node in parsed.nodes:
+        instruction = parse_node(node, ctx)
+        if isinstance(instruction, From):
+            stages.append((instruction, []))
+        elif stages:
+            stages[-1][1].append(instruction)
+        elif isinstance(instruction, Arg):
+            global_args.append(instruction)
+        else:
+            raise DockerfileError(
+                "no build stage in current context: only ARG may come before the first FROM",
+                path=path,
+                line=instruction.line,
+                instruction=instruction.keyword,
+            )
+    if not stages:
+        what = "has no instructions" if not parsed.nodes else "has no FROM instruction"
+        raise DockerfileError(
+            f"the Dockerfile {what}: a build needs at least one FROM <image>", path=path
+        )
+    return Dockerfile(
+        path=path,
+        directives=parsed.directives,
+        global_args=tuple(global_args),
+        stages=tuple(
+            Stage(index=i, from_=from_, instructions=tuple(body))
+            for i, (from_, body) in enumerate(stages)
+        ),
+        warnings=parsed.warnings,
+    )
+
+
+def parse_dockerfile(text: str, path: str = "Dockerfile") -> Dockerfile:
+    """Both steps: text → ParsedDockerfile → Dockerfile."""
+    return parse_instructions(parse(text, path))
