@@ -1,0 +1,209 @@
+"""ADD: COPY plus archives, URLs and git repositories.
+
+`add_sources(spec, src_root=..., dest_root=..., workdir=..., fetch=..., git=...)`
+handles each source of an ADD by its kind, as BuildKit does:
+
+* a local path: COPY's rules (`buildkit.copy`), except that a file that is a
+  tar archive (by content: plain, gzip, bzip2, xz) is extracted into the
+  destination directory (`buildkit.untar`) unless `--unpack=false`;
+* an `http://` or `https://` URL: downloaded with `fetch` (httpx by default)
+  to a scratch file, checked against `--checksum=sha256:...` before anything
+  is written, then placed as a file of mode 0600 (before `--chmod`) with the
+  mtime of its `Last-Modified` header; named after the URL path when the
+  destination is a directory. Not unpacked unless `--unpack=true`;
+* a git URL (`https://host/repo.git#ref:subdir`, `git@host:repo.git`,
+  `ssh://`, `git://`): fetched shallowly at `ref` by `git`
+  (`buildkit.gitsource`) and its tree copied, without `.git` unless
+  `--keep-git-dir`. `--checksum` is then a commit hash prefix.
+
+URLs are fetched through the `fetch` and `git` dependencies so tests (and the
+engine's network policy) decide what is reachable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from buildkit.copy import CopyError, CopyJob, check_several, dest_path
+from buildkit.dockerfile.instructions import Add
+from buildkit.errors import InternalError, UserError
+from buildkit.gitsource import GitFetcher, is_git_url
+from buildkit.sources import expand_source
+from buildkit.untar import extract_archive, open_archive
+
+__all__ = [
+    "AddError",
+    "ChecksumMismatch",
+    "Fetch",
+    "Fetched",
+    "Sink",
+    "add_sources",
+    "fetch_with_httpx",
+    "is_url",
+]
+
+URL_MODE = 0o600
+
+
+class AddError(UserError):
+    """An ADD source that cannot be fetched or used: a 4xx URL, a bad --checksum."""
+
+
+class ChecksumMismatch(AddError):
+    """The downloaded content does not have the digest `--checksum` promised."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    last_modified: datetime | None = None
+
+
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+# fetch(url, out) writes the body of `url` to `out` and says when it was modified.
+Fetch = Callable[[str, Sink], Fetched]
+
+
+def is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def fetch_with_httpx(url: str, out: Sink, *, timeout: float = 300.0) -> Fetched:
+    """Download `url` into `out` with httpx, following redirects."""
+    try:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as response:
+            if 400 <= response.status_code < 500:
+                raise AddError(f"failed to fetch {url}: HTTP {response.status_code}")
+            response.raise_for_status()
+            for chunk in response.iter_bytes(1 << 20):
+                out.write(chunk)
+            header = response.headers.get("last-modified")
+    except httpx.HTTPError as exc:
+        raise InternalError(f"failed to fetch {url}: {exc}") from exc
+    modified = None
+    if header:
+        try:
+            modified = parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            modified = None
+    return Fetched(last_modified=modified)
+
+
+def _parse_checksum(checksum: str) -> str:
+    algo, sep, digest = checksum.partition(":")
+    if not sep or algo != "sha256" or len(digest) != 64 or not _is_hex(digest):
+        raise AddError(f"invalid checksum {checksum!r}: expected sha256:<64 hex digits>")
+    return digest.lower()
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def add_sources(
+    spec: Add,
+    *,
+    src_root: Path,
+    dest_root: Path,
+    workdir: str,
+    fetch: Fetch | None = None,
+    git: GitFetcher | None = None,
+    source_name: str = "build context",
+) -> list[str]:
+    """Carry out an ADD; return the image paths written at the top level."""
+    job = CopyJob.for_spec(spec, dest_root, preserve_owner=False)
+    dest, dest_is_dir = dest_path(spec.dest, workdir)
+    local = [s for s in spec.sources if not is_url(s) and not is_git_url(s)]
+    if spec.checksum and local:
+        raise AddError(f"ADD --checksum: only URL and git sources can be checked, not {local[0]}")
+    matches = [m for s in local for m in expand_source(src_root, s, source_name=source_name)]
+    remote = len(spec.sources) - len(local)
+    check_several(spec, len(matches) + remote + len(spec.heredocs), dest, dest_is_dir, job)
+    for source in spec.sources:
+        if is_git_url(source):
+            _add_git(job, spec, source, dest, git or GitFetcher())
+        elif is_url(source):
+            _add_url(job, spec, source, dest, dest_is_dir, fetch or fetch_with_httpx)
+    for match in matches:
+        tar = (
+            open_archive(match.host) if spec.unpack is not False and match.host.is_file() else None
+        )
+        if tar is None:
+            job.copy_match(match, dest, dest_is_dir, parents=False)
+            continue
+        if job.excludes is not None and job.excludes.matches(posixpath.basename(match.path)):
+            tar.close()
+            continue
+        with tar:
+            job.written.extend(
+                extract_archive(tar, dest_root, dest, owner=job.owner, archive_name=match.path)
+            )
+    for heredoc in spec.heredocs:
+        target = job.target_for_file(dest, dest_is_dir, heredoc.name)
+        job.write_file(heredoc.content.encode(), target, mode=0o644, mtime_ns=None)
+    return job.written
+
+
+def _add_url(job: CopyJob, spec: Add, url: str, dest: str, dest_is_dir: bool, fetch: Fetch) -> None:
+    want = _parse_checksum(spec.checksum) if spec.checksum else None
+    name = posixpath.basename(unquote(urlsplit(url).path))
+    with tempfile.TemporaryDirectory(prefix="farm-add-") as scratch:
+        path = Path(scratch) / "download"
+        digest = hashlib.sha256()
+        with open(path, "wb") as out:
+            fetched = fetch(url, _Hashing(out, digest))
+        got = digest.hexdigest()
+        if want is not None and got != want:
+            raise ChecksumMismatch(
+                f"ADD {url}: checksum mismatch: expected sha256:{want}, got sha256:{got}"
+            )
+        if spec.unpack:
+            tar = open_archive(path)
+            if tar is not None:
+                with tar:
+                    job.written.extend(
+                        extract_archive(tar, job.dest_root, dest, owner=job.owner, archive_name=url)
+                    )
+                return
+        if (dest_is_dir or job.is_dir(dest)) and name in ("", ".", ".."):
+            raise CopyError(f"ADD {url}: cannot name a file after a URL without a path")
+        target = job.target_for_file(dest, dest_is_dir, name)
+        stamp = fetched.last_modified
+        mtime_ns = int(stamp.timestamp()) * 1_000_000_000 if stamp is not None else None
+        job.write_file(path, target, mode=URL_MODE, mtime_ns=mtime_ns)
+
+
+def _add_git(job: CopyJob, spec: Add, url: str, dest: str, git: GitFetcher) -> None:
+    with tempfile.TemporaryDirectory(prefix="farm-git-") as scratch:
+        checkout = Path(scratch) / "checkout"
+        tree, commit = git.fetch(url, checkout, keep_git_dir=spec.keep_git_dir)
+        if spec.checksum and not commit.startswith(spec.checksum.lower()):
+            raise ChecksumMismatch(
+                f"ADD {url}: checksum mismatch: expected commit {spec.checksum}, got {commit}"
+            )
+        job.copy_dir_contents(tree, dest, url)
+
+
+class _Hashing:
+    """A binary writer that hashes what goes through it."""
+
+    def __init__(self, out: Sink, digest: hashlib._Hash) -> None:
+        self._out = out
+        self._digest = digest
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        return self._out.write(data)

@@ -1,0 +1,314 @@
+"""COPY: files from a source tree into the root of the image being built.
+
+`copy_sources(spec, src_root=..., dest_root=..., workdir=...)` does what
+BuildKit does for one COPY (and for the local sources of an ADD):
+
+* Sources are relative to the source root (the build context, or a stage's
+  rootfs for `--from`). `../x` and a leading `/` are cleaned away, and every
+  symlink is resolved inside the source root (`buildkit.fsutil`), so nothing
+  outside it is ever read. A source that is itself a symlink is followed.
+* Wildcards use Go's `filepath.Match` one component at a time
+  (`buildkit.globs`); with `--parents`, `**` matches any number of
+  directories. A wildcard matching nothing copies nothing (BuildKit sets
+  AllowEmptyWildcard); a plain source that does not exist is an error.
+* A directory source copies its contents. A file goes inside the destination
+  when the destination ends with `/` or is an existing directory, else it
+  becomes the destination. Several sources need such a directory.
+* A relative destination is relative to WORKDIR. Missing parent directories
+  are created 0755, owned by the `--chown` owner (root without one).
+* Owners: `--chown` (resolved against the destination root), else 0:0 from
+  the build context and the source's own owners with `--from`. `--chmod`
+  (`buildkit.modes`) applies to every file and directory copied. Mode bits
+  and mtimes otherwise come from the source; symlinks inside a copied
+  directory stay symlinks; hard links within one COPY stay hard links.
+* `--exclude` patterns (dockerignore syntax) match paths relative to the
+  directory being copied; a top-level source is matched by its name.
+* Heredocs (`COPY <<EOF /dest`) become files of mode 0644.
+
+Everything written goes through paths resolved inside the destination root;
+an existing symlink at a destination entry is replaced, never written through.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from buildkit.dockerfile.instructions import CopyBase
+from buildkit.dockerignore import IgnoreMatcher
+from buildkit.errors import UserError
+from buildkit.fsutil import clean_abs, mkdir_all, resolve_in_root
+from buildkit.modes import ModeFn, parse_chmod
+from buildkit.sources import Match, expand_source
+from buildkit.users import resolve_chown
+
+__all__ = ["CopyError", "CopyJob", "copy_sources", "dest_path"]
+
+HEREDOC_MODE = 0o644
+
+
+class CopyError(UserError):
+    """A COPY or ADD that cannot be carried out as written (a destination conflict,
+    several sources to a file)."""
+
+
+def dest_path(dest: str, workdir: str) -> tuple[str, bool]:
+    """The absolute destination inside the image and whether it names a directory.
+
+    A destination ending in `/` (or `.`, `..`) names a directory.
+    """
+    is_dir = dest.endswith("/") or posixpath.basename(dest) in (".", "..") or dest == ""
+    return clean_abs(posixpath.join(workdir or "/", dest)), is_dir
+
+
+@dataclass
+class CopyJob:
+    """One COPY/ADD's options and what it has written so far."""
+
+    dest_root: Path
+    owner: tuple[int, int] | None = None  # --chown
+    preserve_owner: bool = False  # --from: keep the source's owners
+    mode_fn: ModeFn | None = None  # --chmod
+    excludes: IgnoreMatcher | None = None
+    written: list[str] = field(default_factory=list)
+    _links: dict[tuple[int, int], Path] = field(default_factory=dict)
+
+    @classmethod
+    def for_spec(cls, spec: CopyBase, dest_root: Path, *, preserve_owner: bool) -> CopyJob:
+        return cls(
+            dest_root=Path(dest_root),
+            owner=resolve_chown(dest_root, spec.chown) if spec.chown else None,
+            preserve_owner=preserve_owner,
+            mode_fn=parse_chmod(spec.chmod) if spec.chmod else None,
+            excludes=IgnoreMatcher(spec.excludes) if spec.excludes else None,
+        )
+
+    # ------------------------------------------------------------ destinations
+
+    def is_dir(self, image_path: str) -> bool:
+        """Whether `image_path` is a directory in the destination (symlinks followed inside)."""
+        return os.path.isdir(resolve_in_root(self.dest_root, image_path))
+
+    def make_dirs(self, image_path: str) -> None:
+        uid, gid = self.owner or (0, 0)
+        mkdir_all(self.dest_root, image_path, mode=0o755, uid=uid, gid=gid)
+
+    def target_for_file(self, dest: str, dest_is_dir: bool, name: str) -> str:
+        if dest_is_dir or self.is_dir(dest):
+            return posixpath.join(dest, name)
+        return dest
+
+    # ------------------------------------------------------------ copying
+
+    def copy_match(self, match: Match, dest: str, dest_is_dir: bool, *, parents: bool) -> None:
+        """Copy one resolved source to `dest` with COPY's rules."""
+        if self.excludes is not None and self.excludes.matches(posixpath.basename(match.path)):
+            return
+        info = os.lstat(match.host)  # resolved: no symlink left in it
+        if parents:
+            target = posixpath.join(dest, match.rel) if match.rel else dest
+            if stat.S_ISDIR(info.st_mode):
+                self.copy_dir_contents(match.host, target, match.path)
+            else:
+                self.make_dirs(posixpath.dirname(target))
+                self.place(match.host, info, target, match.path)
+            return
+        if stat.S_ISDIR(info.st_mode):
+            self.copy_dir_contents(match.host, dest, match.path)
+            return
+        target = self.target_for_file(dest, dest_is_dir, posixpath.basename(match.path))
+        self.make_dirs(posixpath.dirname(target))
+        self.place(match.host, info, target, match.path)
+
+    def copy_dir_contents(self, src_host: Path, target: str, src_name: str) -> None:
+        host = resolve_in_root(self.dest_root, target)
+        if os.path.lexists(host) and not os.path.isdir(host):
+            raise CopyError(f"cannot copy directory {src_name} onto file {target}")
+        self.make_dirs(target)
+        self.written.append(target)
+        self._copy_tree(src_host, host, "", target)
+
+    def place(self, src_host: Path, info: os.stat_result, target: str, src_name: str) -> None:
+        """Write the non-directory `src_host` at `target`, replacing a file or link there."""
+        host = resolve_in_root(self.dest_root, target, follow_last=False)
+        if os.path.isdir(host) and not os.path.islink(host):
+            raise CopyError(f"cannot copy file {src_name} onto directory {target}")
+        self._write(src_host, info, host, target)
+        self.written.append(target)
+
+    def write_file(
+        self, content: bytes | Path, target: str, *, mode: int, mtime_ns: int | None
+    ) -> None:
+        """Create the file `target` from bytes or a host file (heredocs, downloads).
+
+        Owned by the `--chown` owner (root without one); `mode` before `--chmod`.
+        """
+        self.make_dirs(posixpath.dirname(target))
+        host = resolve_in_root(self.dest_root, target, follow_last=False)
+        if os.path.isdir(host) and not os.path.islink(host):
+            raise CopyError(f"cannot write file {target}: a directory exists there")
+        _remove(host)
+        if isinstance(content, Path):
+            _copy_file(content, host)
+        else:
+            fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(content)
+        uid, gid = self.owner or (0, 0)
+        os.lchown(host, uid, gid)
+        os.chmod(host, self.mode_fn(mode, False) if self.mode_fn else mode)
+        stamp = time.time_ns() if mtime_ns is None else mtime_ns
+        os.utime(host, ns=(stamp, stamp))
+        self.written.append(target)
+
+    def _copy_tree(self, src_dir: Path, dst_dir: Path, rel: str, image_dir: str) -> None:
+        with os.scandir(src_dir) as it:
+            names = sorted(entry.name for entry in it)
+        for name in names:
+            child_rel = f"{rel}/{name}" if rel else name
+            src = src_dir / name
+            info = os.lstat(src)
+            is_dir = stat.S_ISDIR(info.st_mode)
+            if self.excludes is not None and self.excludes.matches(child_rel):
+                if not is_dir or self.excludes.can_skip_dir(child_rel):
+                    continue
+                if not self._has_included(src, child_rel):
+                    continue
+            dst = dst_dir / name
+            image_path = posixpath.join(image_dir, name)
+            if is_dir:
+                if os.path.lexists(dst) and not (os.path.isdir(dst) and not os.path.islink(dst)):
+                    raise CopyError(f"cannot copy to non-directory: {image_path}")
+                if not os.path.lexists(dst):
+                    os.mkdir(dst, 0o700)
+                self._copy_tree(src, dst, child_rel, image_path)
+                self._meta(dst, info, is_dir=True)
+            else:
+                if os.path.isdir(dst) and not os.path.islink(dst):
+                    raise CopyError(f"cannot copy file {child_rel} onto directory {image_path}")
+                self._write(src, info, dst, image_path)
+
+    def _has_included(self, src_dir: Path, rel: str) -> bool:
+        assert self.excludes is not None
+        with os.scandir(src_dir) as it:
+            for entry in it:
+                child = f"{rel}/{entry.name}"
+                if not self.excludes.matches(child):
+                    return True
+                if entry.is_dir(follow_symlinks=False) and self._has_included(
+                    Path(entry.path), child
+                ):
+                    return True
+        return False
+
+    def _write(self, src: Path, info: os.stat_result, dst: Path, image_path: str) -> None:
+        """Create `dst` (whose parent is a real directory) as a copy of the non-directory `src`."""
+        _remove(dst)
+        mode = info.st_mode
+        key = (info.st_dev, info.st_ino)
+        if stat.S_ISREG(mode) and info.st_nlink > 1 and key in self._links:
+            os.link(self._links[key], dst, follow_symlinks=False)
+            return
+        if stat.S_ISREG(mode):
+            _copy_file(src, dst)
+            if info.st_nlink > 1:
+                self._links[key] = dst
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(src), dst)
+        elif stat.S_ISFIFO(mode):
+            os.mkfifo(dst, 0o600)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            if os.geteuid() != 0:
+                return  # as Docker in a user namespace: device nodes need root
+            os.mknod(dst, mode, info.st_rdev)
+        else:
+            return  # sockets and the like are not copied
+        self._meta(dst, info, is_dir=False)
+
+    def _meta(self, dst: Path, info: os.stat_result, *, is_dir: bool) -> None:
+        if self.owner is not None:
+            uid, gid = self.owner
+        elif self.preserve_owner:
+            uid, gid = info.st_uid, info.st_gid
+        else:
+            uid, gid = 0, 0
+        os.lchown(dst, uid, gid)
+        if not stat.S_ISLNK(info.st_mode):
+            bits = stat.S_IMODE(info.st_mode)
+            os.chmod(dst, self.mode_fn(bits, is_dir) if self.mode_fn else bits)
+        mtime = info.st_mtime_ns
+        os.utime(dst, ns=(mtime, mtime), follow_symlinks=False)
+
+
+def _remove(path: Path) -> None:
+    """Remove a non-directory at `path`, if any (never following a symlink)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        os.unlink(path)
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            size = os.fstat(fd_in).st_size
+            offset = 0
+            while offset < size:
+                sent = os.sendfile(fd_out, fd_in, offset, size - offset)
+                if sent == 0:
+                    break
+                offset += sent
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
+
+
+def copy_sources(
+    spec: CopyBase,
+    *,
+    src_root: Path,
+    dest_root: Path,
+    workdir: str,
+    preserve_owner: bool | None = None,
+    source_name: str = "build context",
+) -> list[str]:
+    """Carry out a COPY (or the local part of an ADD, without unpacking).
+
+    `preserve_owner` defaults to True for `COPY --from` and False otherwise.
+    `source_name` names the source tree in errors ("build context",
+    "stage build"). Returns the image paths written at the top level.
+    """
+    parents = bool(getattr(spec, "parents", False))
+    if preserve_owner is None:
+        preserve_owner = bool(getattr(spec, "from_", ""))
+    job = CopyJob.for_spec(spec, dest_root, preserve_owner=preserve_owner)
+    dest, dest_is_dir = dest_path(spec.dest, workdir)
+    matches: list[Match] = []
+    for source in spec.sources:
+        matches.extend(expand_source(src_root, source, parents=parents, source_name=source_name))
+    check_several(spec, len(matches) + len(spec.heredocs), dest, dest_is_dir or parents, job)
+    for match in matches:
+        job.copy_match(match, dest, dest_is_dir, parents=parents)
+    for heredoc in spec.heredocs:
+        target = job.target_for_file(dest, dest_is_dir, heredoc.name)
+        job.write_file(heredoc.content.encode(), target, mode=HEREDOC_MODE, mtime_ns=None)
+    return job.written
+
+
+def check_several(spec: CopyBase, count: int, dest: str, dest_is_dir: bool, job: CopyJob) -> None:
+    """Several sources (as written, or after wildcards) need a directory destination."""
+    several = len(spec.sources) + len(spec.heredocs) > 1 or count > 1
+    if several and not dest_is_dir and not job.is_dir(dest):
+        raise CopyError(
+            f"{spec.keyword} {' '.join(spec.sources)}: when using {spec.keyword} with more than "
+            f"one source file, the destination must be a directory and end with a /: {spec.dest}"
+        )
