@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -35,6 +36,31 @@ import click
     type=click.Choice(["build", "check", "outline", "targets", "plan"]),
     help="Set method for evaluating build (check, outline, targets); 'plan' prints Farm's build plan.",
 )
+@click.option("-t", "--tag", "tags", multiple=True, help="Name and optionally a tag (name:tag).")
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    help="type=image|oci|local,dest=PATH[,compression=zstd]",
+)
+@click.option("--no-cache", is_flag=True, help="Do not use the step cache.")
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    type=click.Choice(["network.host"]),
+    help="Allow extra privileges.",
+)
+@click.option("--progress", default="auto", type=click.Choice(["auto", "tty", "plain", "rawjson"]))
+@click.option(
+    "--metadata-file",
+    type=click.Path(dir_okay=False),
+    help="Write build results to this JSON file.",
+)
+@click.option(
+    "--source-date-epoch", default="", help="Clamp times to this epoch; 'now' keeps real times."
+)
 def build(
     context: str,
     dockerfile: str | None,
@@ -42,38 +68,70 @@ def build(
     build_args: tuple[str, ...],
     target: str,
     call: str,
+    tags: tuple[str, ...],
+    outputs: tuple[str, ...],
+    no_cache: bool,
+    allow: tuple[str, ...],
+    progress: str,
+    metadata_file: str | None,
+    source_date_epoch: str,
 ) -> None:
     """Build an image from a Dockerfile and a context (a directory, a tarball, a git URL or -)."""
+    args = _parse_build_args(build_args)
+    stdin = sys.stdin.buffer if context == "-" or dockerfile == "-" else None
+    if call != "build":
+        _call(call, context, dockerfile, platforms, args, target, stdin)
+        return
+    from api.progress import make_progress
+    from buildkit.platforms import parse_platforms
+    from workers.embedded import LocalBuild, parse_output, run_build, write_metadata
+    from workers.settings import get_settings
+
+    request = LocalBuild(
+        context=context,
+        dockerfile=dockerfile,
+        platforms=parse_platforms(list(platforms)) if platforms else (),
+        build_args=args,
+        target=target,
+        tags=tags,
+        outputs=tuple(parse_output(o) for o in outputs),
+        allow=frozenset(allow),
+        source_date_epoch=source_date_epoch,
+        cwd=Path.cwd(),
+    )
+    renderer = make_progress(progress)
+    with renderer if hasattr(renderer, "__enter__") else contextlib.nullcontext():
+        local = run_build(request, get_settings(), renderer, stdin=stdin)
+    for name in tags:
+        click.echo(f"naming to {name} done", err=True)
+    click.echo(local.result.descriptor.digest)
+    if metadata_file:
+        write_metadata(Path(metadata_file), local)
+
+
+def _call(call, context, dockerfile, platforms, args, target, stdin) -> None:  # type: ignore[no-untyped-def]
+    """`--call targets|outline|check|plan`: read the Dockerfile, build nothing."""
     from api.commands import render
     from buildkit.context import open_context
     from buildkit.dockerfile import parse_dockerfile
     from buildkit.platforms import host_platform, parse_platforms
 
-    args = _parse_build_args(build_args)
     host = host_platform()
     targets = parse_platforms(list(platforms)) if platforms else (host,)
-    stdin = sys.stdin.buffer if context == "-" else None
     with open_context(context, dockerfile=dockerfile, stdin=stdin, cwd=Path.cwd()) as ctx:
         df = parse_dockerfile(ctx.dockerfile_text, path=ctx.dockerfile_name)
-        options = render.build_options(targets, host, target, args)
-        if call == "targets":
-            click.echo(render.targets(df))
-            return
-        if call == "outline":
-            click.echo(render.outline(df, options))
-            return
-        if call == "check":
-            text, failed = render.check(df, options)
-            click.echo(text)
-            if failed:
-                sys.exit(1)
-            return
-        if call == "plan":
-            click.echo(render.plan(df, options))
-            return
-        raise click.ClickException(
-            "building images arrives with the build engine (issue 3); try --call plan"
-        )
+    options = render.build_options(targets, host, target, args)
+    if call == "targets":
+        click.echo(render.targets(df))
+    elif call == "outline":
+        click.echo(render.outline(df, options))
+    elif call == "check":
+        text, failed = render.check(df, options)
+        click.echo(text)
+        if failed:
+            sys.exit(1)
+    else:
+        click.echo(render.plan(df, options))
 
 
 def _parse_build_args(pairs: tuple[str, ...]) -> dict[str, str]:

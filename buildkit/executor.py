@@ -1,0 +1,330 @@
+"""Executing one step of a stage: RUN in the sandbox, COPY/ADD through an
+overlay view, WORKDIR's directory, and the metadata-only rest.
+
+A stage's filesystem is a stack of snapshots (bottom first). A step that
+changes files gets a fresh upper directory over that stack; what it wrote
+becomes a layer blob in the store and, unchanged, the next snapshot. A step
+that changes nothing adds no layer, only history.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import shlex
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from buildkit.digest import Digest
+from buildkit.dockerfile.buildplan import Step
+from buildkit.dockerfile.instructions import Add, Copy, Run, Workdir
+from buildkit.errors import BuildStepError, DockerfileError
+from buildkit.fsutil import mkdir_all
+from buildkit.image import History, RuntimeConfig, format_created
+from buildkit.layers import Layer, diff_upperdir, tar_directory
+from buildkit.overlay import merged
+from buildkit.platforms import Platform
+from buildkit.sandbox import Limits, NetworkMode, Sandbox, StepSpec, default_resolv_conf
+from buildkit.snapshots import Snapshots
+from buildkit.store.base import Store
+from buildkit.users import resolve_user
+
+LOG_TAIL = 20
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    digest: Digest
+    diff_id: Digest
+    size: int
+    media_type: str
+
+
+@dataclass(frozen=True)
+class ImageState:
+    """A stage's image so far: its layers, the snapshots to mount, its history."""
+
+    platform: Platform
+    layers: tuple[LayerRef, ...] = ()
+    snapshots: tuple[Path, ...] = ()  # bottom first
+    history: tuple[History, ...] = ()
+    base_config: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @property
+    def lowers(self) -> list[Path]:
+        """Snapshots top first, as overlayfs wants them."""
+        return list(reversed(self.snapshots))
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    home: Path
+    source_date_epoch: int | None = 0  # None keeps real times
+    compression: str = "gzip"
+    allow: frozenset[str] = frozenset()
+    limits: Limits = field(default_factory=Limits)
+    host_resolv_conf: str = ""
+
+    @property
+    def created(self) -> str:
+        import time
+
+        when = time.time() if self.source_date_epoch is None else self.source_date_epoch
+        return format_created(int(when))
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Where a step runs: its platform, its label in errors, and its sources."""
+
+    platform: Platform
+    emulated: bool
+    path: str  # the Dockerfile's name, for errors
+    context_root: Path
+    stage_roots: Callable[[Step], contextlib.AbstractContextManager[tuple[Path, str]]]
+    log: Callable[[str], None]
+
+
+class Executor:
+    def __init__(self, store: Store, sandbox: Sandbox, config: EngineConfig) -> None:
+        self.store = store
+        self.sandbox = sandbox
+        self.config = config
+        self.snapshots = Snapshots(config.home)
+
+    # ------------------------------------------------------------ dispatch
+
+    def execute(self, state: ImageState, step: Step, ctx: StepContext) -> ImageState:
+        inst = step.instruction
+        if isinstance(inst, Run):
+            layer = self._run(state, step, ctx)
+        elif isinstance(inst, Copy | Add):
+            layer = self._copy(state, step, ctx)
+        elif isinstance(inst, Workdir):
+            layer = self._workdir(state, step)
+        else:
+            layer = None
+        return self._append(state, step, layer)
+
+    def _append(
+        self, state: ImageState, step: Step, made: tuple[LayerRef, Path] | None
+    ) -> ImageState:
+        history = History(
+            created=self.config.created,
+            created_by=created_by(step),
+            comment="buildkit.dockerfile.v0",
+            empty_layer=made is None,
+        )
+        if made is None:
+            return replace(state, history=(*state.history, history))
+        layer, snapshot = made
+        return replace(
+            state,
+            layers=(*state.layers, layer),
+            snapshots=(*state.snapshots, snapshot),
+            history=(*state.history, history),
+        )
+
+    # ------------------------------------------------------------ layers
+
+    def commit(self, directory: Path, *, overlay: bool) -> tuple[LayerRef, Path] | None:
+        """Turn a step's output directory into a stored layer and a snapshot;
+        None when the step changed nothing."""
+        if not any(os.scandir(directory)):
+            return None
+        write = diff_upperdir if overlay else tar_directory
+        self.snapshots.scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=self.snapshots.scratch) as blob:
+            layer: Layer = write(
+                directory,
+                blob,
+                compression=self.config.compression,  # type: ignore[arg-type]
+                source_date_epoch=self.config.source_date_epoch,
+            )
+            blob.seek(0)
+            self.store.put_blob(blob, layer.digest, media_type=layer.media_type)
+        snapshot = self.snapshots.commit(layer.diff_id, directory)
+        return LayerRef(layer.digest, layer.diff_id, layer.size, layer.media_type), snapshot
+
+    @contextlib.contextmanager
+    def _upper(self) -> Iterator[tuple[Path, Path]]:
+        with self.snapshots.new_dir() as tmp:
+            upper, work = tmp / "upper", tmp / "work"
+            upper.mkdir()
+            work.mkdir()
+            yield upper, work
+
+    # ------------------------------------------------------------ RUN
+
+    def _run(self, state: ImageState, step: Step, ctx: StepContext) -> tuple[LayerRef, Path] | None:
+        inst = step.instruction
+        assert isinstance(inst, Run)
+        if inst.mounts:
+            raise DockerfileError(
+                "RUN --mount is not supported yet (it comes with the step cache and mounts)",
+                path=ctx.path,
+                line=inst.line,
+                instruction="RUN",
+            )
+        network = NetworkMode(inst.network or "default")
+        if network is NetworkMode.HOST and "network.host" not in self.config.allow:
+            raise DockerfileError(
+                "network host is not allowed: pass --allow network.host to farm build",
+                path=ctx.path,
+                line=inst.line,
+                instruction="RUN",
+            )
+        uid, gid, groups = 0, 0, ()
+        if step.state.user:
+            with merged(self.config.home, state.lowers) as root:
+                uid, gid, groups = resolve_user(root, step.state.user)
+        lowers = [str(p) for p in state.lowers] or [str(self._empty())]
+        argv = run_argv(inst, step.state.shell)
+        tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL)
+        lines = _LineSplitter(lambda line: (tail.append(line), ctx.log(line)))
+        with self._upper() as (upper, work):
+            spec = StepSpec(
+                lower_dirs=tuple(lowers),
+                upper_dir=str(upper),
+                work_dir=str(work),
+                argv=argv,
+                env=tuple(f"{k}={v}" for k, v in step.state.environ),
+                cwd=step.state.workdir or "/",
+                uid=uid,
+                gid=gid,
+                extra_gids=tuple(groups),
+                hostname="buildkitsandbox",
+                network=network,
+                limits=self.config.limits,
+                resolv_conf=default_resolv_conf(network, self.config.host_resolv_conf),
+            )
+            result = self.sandbox.run(spec, lines.feed)
+            lines.flush()
+            if not result.ok:
+                command = shlex.join(argv)
+                why = "timed out" if result.timed_out else f"exit code: {result.exit_code}"
+                raise BuildStepError(
+                    f'process "{command}" did not complete successfully: {why}',
+                    platform=str(ctx.platform),
+                    path=ctx.path,
+                    line=inst.line,
+                    command=command,
+                    exit_code=result.exit_code,
+                    log_tail=tuple(tail),
+                )
+            return self.commit(upper, overlay=True)
+
+    def _empty(self) -> Path:
+        empty = self.snapshots.root / "empty"
+        empty.mkdir(parents=True, exist_ok=True)
+        return empty
+
+    # ------------------------------------------------------------ COPY / ADD
+
+    def _copy(
+        self, state: ImageState, step: Step, ctx: StepContext
+    ) -> tuple[LayerRef, Path] | None:
+        from buildkit.add import add_sources
+        from buildkit.copy import copy_sources
+
+        inst = step.instruction
+        assert isinstance(inst, Copy | Add)
+        workdir = step.state.workdir or "/"
+        with ctx.stage_roots(step) as (src_root, source_name), contextlib.ExitStack() as scratch:
+            if inst.link:
+                # --link: the layer is the copied files alone, independent of the parents.
+                upper = scratch.enter_context(self.snapshots.new_dir("link-"))
+                mount: contextlib.AbstractContextManager[Path] = contextlib.nullcontext(upper)
+            else:
+                upper, _ = scratch.enter_context(self._upper())
+                mount = merged(self.config.home, state.lowers, upper)
+            with mount as dest_root:
+                if isinstance(inst, Add):
+                    add_sources(
+                        inst, src_root=src_root, dest_root=dest_root, workdir=workdir,
+                        source_name=source_name,
+                    )  # fmt: skip
+                else:
+                    copy_sources(
+                        inst, src_root=src_root, dest_root=dest_root, workdir=workdir,
+                        source_name=source_name,
+                    )  # fmt: skip
+            return self.commit(upper, overlay=not inst.link)
+
+    # ------------------------------------------------------------ WORKDIR
+
+    def _workdir(self, state: ImageState, step: Step) -> tuple[LayerRef, Path] | None:
+        """WORKDIR creates its directory when the image lacks it, as BuildKit does."""
+        inst = step.instruction
+        assert isinstance(inst, Workdir)
+        path = step.state.workdir
+        with self._upper() as (upper, _):
+            with merged(self.config.home, state.lowers, upper) as root:
+                mkdir_all(root, path)
+            return self.commit(upper, overlay=True)
+
+
+def run_argv(inst: Run, shell: tuple[str, ...]) -> tuple[str, ...]:
+    """The argv of a RUN, as BuildKit builds it.
+
+    Exec form runs as written. Shell form runs SHELL + [text]; with heredocs,
+    a command that is only `<<EOF` runs the heredoc body as the script, and
+    otherwise the bodies follow the command line so the shell reads them.
+    """
+    if not inst.shell:
+        return inst.command
+    text = inst.command[0]
+    if inst.heredocs:
+        only = (
+            len(inst.heredocs) == 1
+            and text.strip().lstrip("<-").strip("'\"") == inst.heredocs[0].name
+        )
+        if only and inst.heredocs[0].content.startswith("#!"):
+            # A script with its own interpreter: write it out, run it, remove it.
+            body = inst.heredocs[0].content
+            text = (
+                "f=$(mktemp) && cat > \"$f\" <<'FARM_HEREDOC_EOF'\n"
+                f"{body.rstrip(chr(10))}\nFARM_HEREDOC_EOF\n"
+                'chmod +x "$f" && "$f"; rc=$?; rm -f "$f"; exit $rc'
+            )
+        elif only:
+            text = inst.heredocs[0].content
+        else:
+            parts = [text]
+            for doc in inst.heredocs:
+                parts.append(doc.content.rstrip("\n"))
+                parts.append(doc.name)
+            text = "\n".join(parts)
+    return (*shell, text)
+
+
+def created_by(step: Step) -> str:
+    inst = step.instruction
+    if isinstance(inst, Run):
+        return f"{inst.keyword} {shlex.join(run_argv(inst, step.state.shell))} # buildkit"
+    text = inst.original.strip()
+    if isinstance(inst, Copy | Add):
+        return f"{text} # buildkit"
+    return text
+
+
+class _LineSplitter:
+    """Bytes from a step's output → complete text lines."""
+
+    def __init__(self, sink: Callable[[str], object]) -> None:
+        self.sink = sink
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            self.sink(line.decode(errors="replace").rstrip("\r"))
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.sink(self.buffer.decode(errors="replace"))
+            self.buffer = b""
