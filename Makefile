@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup:
 	@if [ "$$(id -u)" = 0 ]; then infra/setup.sh; else echo "setup: not root, skipping system packages"; fi
+	@$(MAKE) --no-print-directory $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -27,8 +28,11 @@ test-fast: $(STAMP)
 	$(VENV)/bin/pytest -m "not sandbox and not services and not slow"
 
 demo: setup
-	$(VENV)/bin/farm build --call outline --platform linux/amd64,linux/arm64 examples/hello
-	$(VENV)/bin/farm build --call targets examples/hello
+	$(PY) -m tests.fixtures.rootfs examples/hello
+	$(VENV)/bin/farm build --progress plain --platform linux/amd64,linux/arm64 -t hello:demo examples/hello
+	$(VENV)/bin/farm images
+	$(VENV)/bin/farm run --platform linux/amd64 hello:demo
+	$(VENV)/bin/farm run --platform linux/arm64 hello:demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -32,6 +32,9 @@ def main() -> None:
 # The build command lives in its own module: it has the most options.
 from api.commands.binfmt import binfmt  # noqa: E402
 from api.commands.build import build  # noqa: E402
+from api.commands.images import images, run  # noqa: E402
 
 main.add_command(build)
 main.add_command(binfmt)
+main.add_command(images)
+main.add_command(run)

@@ -32,8 +32,9 @@ from buildkit.dockerfile.buildplan import (
 from buildkit.dockerfile.buildplan import (
     ImageConfig as PlannerImageConfig,
 )
+from buildkit.dockerfile.describe import summarize
 from buildkit.dockerfile.durations import parse_go_duration
-from buildkit.dockerfile.instructions import Add, Copy
+from buildkit.dockerfile.instructions import Add, Copy, Run
 from buildkit.errors import ManifestUnknown, ReferenceFormatError
 from buildkit.events import Emit, Event, discard
 from buildkit.executor import EngineConfig, Executor, ImageState, LayerRef, StepContext
@@ -183,12 +184,12 @@ class Builder:
             state = self._image_state(stage.base.ref, stage.platform)
         emulated = stage.platform not in status.native
         total = len(stage.steps)
-        label = dict(
-            platform=str(stage.platform), stage=stage.display_name, total=total, emulated=emulated
-        )
+        label = dict(platform=str(stage.platform), stage=stage.display_name, total=total)
         for n, step in enumerate(stage.steps, 1):
-            name = step.instruction.original.strip()
-            common = dict(label, step=n, name=name, line=step.line)
+            name = summarize(step.instruction)
+            # Only RUN executes the image's binaries; only RUN is emulated.
+            on_qemu = emulated and isinstance(step.instruction, Run)
+            common = dict(label, step=n, name=name, line=step.line, emulated=on_qemu)
             self.emit(Event("step.start", **common))  # type: ignore[arg-type]
             started = time.monotonic()
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from buildkit.digest import Digest
 from buildkit.dockerfile.buildplan import Step
+from buildkit.dockerfile.describe import summarize
 from buildkit.dockerfile.instructions import Add, Copy, Run, Workdir
 from buildkit.errors import BuildStepError, DockerfileError
 from buildkit.fsutil import mkdir_all
@@ -302,13 +303,12 @@ def run_argv(inst: Run, shell: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def created_by(step: Step) -> str:
+    """The history's created_by, worded as BuildKit words it."""
     inst = step.instruction
     if isinstance(inst, Run):
-        return f"{inst.keyword} {shlex.join(run_argv(inst, step.state.shell))} # buildkit"
-    text = inst.original.strip()
-    if isinstance(inst, Copy | Add):
-        return f"{text} # buildkit"
-    return text
+        return f"RUN {shlex.join(run_argv(inst, step.state.shell))} # buildkit"
+    text = summarize(inst)
+    return f"{text} # buildkit" if isinstance(inst, Copy | Add) else text
 
 
 class _LineSplitter:
