@@ -12,6 +12,7 @@ are in the store; nothing is tagged here — `tag_image` does that last.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import time
@@ -201,8 +202,8 @@ class Builder:
                 emulated=emulated,
                 path=path,
                 context_root=context_root,
-                stage_roots=lambda s, stage=stage: self._sources(
-                    s, stage, plan, states, context_root
+                stage_roots=functools.partial(
+                    self._sources, stage=stage, plan=plan, states=states, context_root=context_root
                 ),
                 log=log,
             )

@@ -48,7 +48,8 @@ def run_image(
     lower = snapshots.flattened(store, pairs) if pairs else snapshots.root / "empty"
     lower.mkdir(parents=True, exist_ok=True)
     rc = image.config.config
-    uid, gid, groups = 0, 0, ()
+    uid, gid = 0, 0
+    groups: tuple[int, ...] = ()
     if rc.user:
         with merged(home, [lower]) as root:
             uid, gid, groups = resolve_user(root, rc.user)

@@ -178,14 +178,20 @@ class Executor:
                 line=inst.line,
                 instruction="RUN",
             )
-        uid, gid, groups = 0, 0, ()
+        uid, gid = 0, 0
+        groups: tuple[int, ...] = ()
         if step.state.user:
             with merged(self.config.home, state.lowers) as root:
                 uid, gid, groups = resolve_user(root, step.state.user)
         lowers = [str(p) for p in state.lowers] or [str(self._empty())]
         argv = run_argv(inst, step.state.shell)
         tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL)
-        lines = _LineSplitter(lambda line: (tail.append(line), ctx.log(line)))
+
+        def keep(line: str) -> None:
+            tail.append(line)
+            ctx.log(line)
+
+        lines = _LineSplitter(keep)
         with self._upper() as (upper, work):
             spec = StepSpec(
                 lower_dirs=tuple(lowers),

@@ -33,7 +33,11 @@ def chain_id(diff_ids: Iterable[str]) -> Digest:
     """ChainID(L0) = DiffID(L0); ChainID(L0..n) = sha256(ChainID(L0..n-1) + " " + DiffID(Ln))."""
     chain = ""
     for diff_id in diff_ids:
-        chain = diff_id if not chain else "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+        chain = (
+            diff_id
+            if not chain
+            else "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+        )
     if not chain:
         raise ValueError("chain_id of no layers")
     return Digest(chain)
