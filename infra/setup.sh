@@ -15,6 +15,7 @@ packages=(
   slirp4netns iproute2 util-linux  # step networking and namespaces
   redis-server            # broker and live build state
   busybox-static          # tiny test root filesystems
+  gcc libc6-dev gcc-multilib  # the seccomp tests compile a static probe (64 and 32 bit)
   skopeo umoci buildah docker-registry  # third-party readers and peers in tests
   xz-utils bzip2 zstd gzip
 )

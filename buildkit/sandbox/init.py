@@ -14,7 +14,8 @@ Three processes, each killed when its parent dies (PR_SET_PDEATHSIG):
                  pivots into it, forks the step, reaps orphans and reports the
                  step's exit; when it exits the kernel kills the whole pid ns
     step         no_new_privs, Docker's default capabilities, uid/gid/groups,
-                 cwd, the spec's env and nothing else; execs argv
+                 cwd, the spec's env and nothing else, then the seccomp filter
+                 (seccomp.py) as the last thing before it execs argv
 
 Status events go to the caller as JSON lines on the status fd.
 """
@@ -29,7 +30,7 @@ import socket
 import sys
 from typing import Any, NoReturn
 
-from buildkit.sandbox import linux, rootfs
+from buildkit.sandbox import linux, rootfs, seccomp
 from buildkit.sandbox.base import NetworkMode, StepSpec, spec_from_dict
 
 #: Exit codes of the step process when it fails before exec (as runc/Docker use).
@@ -64,8 +65,8 @@ def _die_with_parent(expected_parent: int) -> None:
         os._exit(EXIT_SETUP_FAILED)
 
 
-def _exec_step(spec: StepSpec) -> NoReturn:
-    """Become the step: drop everything the step must not have, then exec."""
+def _exec_step(spec: StepSpec, program: list[seccomp.Instruction]) -> NoReturn:
+    """Become the step: drop everything the step must not have, filter, then exec."""
     try:
         os.setsid()
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
@@ -87,6 +88,7 @@ def _exec_step(spec: StepSpec) -> NoReturn:
         linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
         os.chdir(spec.cwd)
         os.closerange(3, 1 << 16)
+        seccomp.install(program)
     except OSError as exc:
         os.write(2, f"farm: cannot start the step: {exc}\n".encode())
         os._exit(EXIT_SETUP_FAILED)
@@ -116,13 +118,14 @@ def _run_init(spec: StepSpec, scratch: str, report: _Reporter, lifeline: int) ->
         report.send("created", paths=created)
         socket.sethostname(spec.hostname)
         rootfs.make_cwd(spec.cwd, spec.uid, spec.gid)
+        program = seccomp.host_program()
     except Exception as exc:
         report.send("error", message=f"cannot set up the step's sandbox: {exc}")
         os._exit(EXIT_SETUP_FAILED)
     pid = os.fork()
     if pid == 0:
         os.close(report.fd)
-        _exec_step(spec)
+        _exec_step(spec, program)
     report.send("started", pid=pid)
     while True:
         try:

@@ -5,7 +5,9 @@ helper (`init.py`) and talks to it over pipes. The helper builds the
 namespaces, the overlay root (mounted only inside the step's mount namespace)
 and runs the step; this side owns the cgroup leaf, slirp4netns, the timeout,
 the output stream and the cleanup. See `init.py` for the process tree and
-`rootfs.py` for the filesystem.
+`rootfs.py` for the filesystem. The step runs under a seccomp-BPF filter
+(`seccomp.py`, in the spirit of Docker's default profile): no new namespaces,
+mounts, keyring, bpf, perf, userfaultfd or io_uring; clone3 answers ENOSYS.
 
 Cleanup on every exit path (success, failure, timeout, KeyboardInterrupt, an
 exception from the output callback): the cgroup is killed, slirp4netns

@@ -65,7 +65,11 @@ def test_call_outline_shows_args_of_the_target_and_secrets(ctx):
     out = res.stdout
     assert "TARGET:      app" in out
     assert "DESCRIPTION: is the runtime image" in out
-    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(("VERSION", "GO_VERSION"))}
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in out.splitlines()
+        if line.startswith(("VERSION", "GO_VERSION"))
+    }
     assert rows["VERSION"][:1] == ["1.2"]
     assert rows["VERSION"][1:] == ["is", "stamped", "into", "the", "binary"]
     assert rows["GO_VERSION"] == ["1.22"]
@@ -73,7 +77,7 @@ def test_call_outline_shows_args_of_the_target_and_secrets(ctx):
 
 
 def test_call_check_clean_file(tmp_path):
-    (tmp_path / "Dockerfile").write_text("FROM scratch\nCMD [\"/app\"]\n")
+    (tmp_path / "Dockerfile").write_text('FROM scratch\nCMD ["/app"]\n')
     res = farm("build", "--call", "check", ".", cwd=tmp_path)
     assert res.returncode == 0
     assert "no warnings found" in res.stdout
