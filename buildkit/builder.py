@@ -131,6 +131,8 @@ class Builder:
         status = self.emulation or binfmt.status()
         needed = tuple(dict.fromkeys(st.platform for plan in plans for st in plan.stages))
         binfmt.require(needed, status)  # before any step runs
+        # Scratch directories of builds killed on this FARM_HOME (SIGKILL) go now.
+        self.executor.snapshots.collect_stale()
         with self._context_files(context) as context_root:
             results = tuple(
                 self._build_platform(plan, plans.path, context_root, status) for plan in plans

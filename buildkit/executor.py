@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import posixpath
 import shlex
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,9 +32,12 @@ from buildkit.platforms import Platform
 from buildkit.sandbox import Limits, NetworkMode, Sandbox, StepSpec, default_resolv_conf
 from buildkit.snapshots import Snapshots
 from buildkit.store.base import Store
-from buildkit.users import resolve_user
+from buildkit.users import resolve_chown, resolve_user
 
 LOG_TAIL = 20
+#: The kernel copies mount options into one page.
+MOUNT_OPTIONS_MAX = 4096
+COMPACT_STEP = 8
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,7 @@ class Executor:
         if step.state.user:
             with merged(self.config.home, state.lowers) as root:
                 uid, gid, groups = resolve_user(root, step.state.user)
-        lowers = [str(p) for p in state.lowers] or [str(self._empty())]
+        lowers = [str(p) for p in self._compact(state).lowers] or [str(self._empty())]
         argv = run_argv(inst, step.state.shell)
         tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL)
 
@@ -223,6 +227,34 @@ class Executor:
                     log_tail=tuple(tail),
                 )
             return self.commit(upper, overlay=True)
+
+    def _compact(self, state: ImageState) -> ImageState:
+        """The state with few enough snapshots that their paths fit in the sandbox's
+        overlay mount options (one page, shared with the upper, work and stub dirs).
+
+        Over the budget, the bottom snapshots are unpacked from their layer blobs
+        into one (`Snapshots.flattened`, by chain ID); how many is a multiple of
+        COMPACT_STEP when that fits, so that the next steps find it unpacked."""
+        snaps = state.snapshots
+        budget = MOUNT_OPTIONS_MAX - 4 * (len(str(self.config.home)) + 64)
+
+        def size(paths: tuple[Path, ...]) -> int:
+            return sum(len(str(p)) + 1 for p in paths)
+
+        if size(snaps) <= budget:
+            return state
+        flat_size = len(str(self.snapshots.root)) + 66
+        aligned = range(COMPACT_STEP, len(snaps), COMPACT_STEP)
+        for m in (*aligned, *range(1, len(snaps))):
+            if size(snaps[m:]) + flat_size <= budget:
+                break
+        else:
+            return state  # not even one layer fits; the mount reports it
+        # The snapshots above the bottom one are one layer each; the bottom one
+        # may be a whole base image.
+        bottom = state.layers[: len(state.layers) - (len(snaps) - m)]
+        flat = self.snapshots.flattened(self.store, [(lr.digest, lr.diff_id) for lr in bottom])
+        return replace(state, snapshots=(flat, *snaps[m:]))
 
     def _empty(self) -> Path:
         empty = self.snapshots.root / "empty"
@@ -267,10 +299,17 @@ class Executor:
         """WORKDIR creates its directory when the image lacks it, as BuildKit does."""
         inst = step.instruction
         assert isinstance(inst, Workdir)
-        path = step.state.workdir
+        # step.state is the state before this step: join the new path onto it.
+        path = "/" + posixpath.normpath(
+            posixpath.join(step.state.workdir or "/", inst.path)
+        ).lstrip("/")
         with self._upper() as (upper, _):
             with merged(self.config.home, state.lowers, upper) as root:
-                mkdir_all(root, path)
+                # BuildKit's dispatchWorkdir: llb.Mkdir(wd, 0755, WithParents,
+                # WithUser(USER)); the file op resolves the user as --chown does.
+                user = step.state.user
+                uid, gid = resolve_chown(root, user) if user else (0, 0)
+                mkdir_all(root, path, uid=uid, gid=gid)
             return self.commit(upper, overlay=True)
 
 
@@ -312,7 +351,8 @@ def created_by(step: Step) -> str:
     """The history's created_by, worded as BuildKit words it."""
     inst = step.instruction
     if isinstance(inst, Run):
-        return f"RUN {shlex.join(run_argv(inst, step.state.shell))} # buildkit"
+        # BuildKit joins the argv with spaces, unquoted: `RUN /bin/sh -c echo x > /x`.
+        return f"RUN {' '.join(run_argv(inst, step.state.shell))} # buildkit"
     text = summarize(inst)
     return f"{text} # buildkit" if isinstance(inst, Copy | Add) else text
 

@@ -23,6 +23,9 @@ resolved one component at a time with symlinks followed as in a chroot at
 resolves them); the last component is never followed (an existing symlink is
 replaced, not written through); hardlink targets are resolved the same way.
 `dest` must not be changed by anything else while a layer is applied.
+`apply_layer(..., overlay=True)` keeps deletions in overlayfs' form instead
+(0/0 character devices, the opaque xattr), giving back a step's upper
+directory from its blob, usable as an overlay lower directory.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ ZSTD_LEVEL = 3
 DEFAULT_XATTRS = ("security.capability",)
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
+OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 _OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 # xattrs a layer may not set on a snapshot: overlayfs' own (they would steer a
 # later overlay mount) and the host's SELinux labels.
@@ -343,9 +347,10 @@ def _remove(path: str) -> None:
 
 
 class _Applier:
-    def __init__(self, dest: Path, same_owner: bool) -> None:
+    def __init__(self, dest: Path, same_owner: bool, overlay: bool = False) -> None:
         self.root = os.path.realpath(dest)
         self.same_owner = same_owner
+        self.overlay = overlay
         self.written: set[str] = set()
         self.dir_times: list[tuple[str, int]] = []
 
@@ -404,6 +409,9 @@ class _Applier:
         if not parts:
             return
         base = parts[-1]
+        if base.startswith(WHITEOUT_PREFIX) and self.overlay:
+            self.overlay_marker(m, parts)
+            return
         if base.startswith(WHITEOUT_PREFIX):
             parent = self.resolve(parts[:-1], create=base == OPAQUE_MARKER)
             if parent is None:
@@ -446,6 +454,31 @@ class _Applier:
         else:
             os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
 
+    def overlay_marker(self, m: tarfile.TarInfo, parts: list[str]) -> None:
+        """A whiteout or opaque marker kept in overlayfs' own form: a 0/0
+        character device, or `trusted.overlay.opaque=y` on the directory."""
+        base = parts[-1]
+        parent = self.resolve(parts[:-1], create=True)
+        assert parent is not None
+        directory = os.path.join(self.root, *parent)
+        if base == OPAQUE_MARKER:
+            os.setxattr(directory, OVERLAY_OPAQUE_XATTR, b"y", follow_symlinks=False)
+            return
+        victim = base[len(WHITEOUT_PREFIX) :]
+        if victim in ("", ".", ".."):
+            raise InvalidLayer(f"layer entry {m.name!r}: bad whiteout")
+        if victim.startswith(WHITEOUT_PREFIX):
+            return  # other `.wh..wh.` metadata (aufs' plnk): nothing for overlayfs
+        if "/".join([*parent, victim]) in self.written:
+            return  # the layer deletes and recreates it: what it wrote wins
+        path = os.path.join(directory, victim)
+        _remove(path)
+        os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        if self.same_owner:
+            os.chown(path, 0, 0, follow_symlinks=False)
+        mtime = int(m.mtime * 1_000_000_000)
+        os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+
     def create(self, tf: tarfile.TarFile, m: tarfile.TarInfo, path: str) -> None:
         try:
             st = os.lstat(path)
@@ -483,13 +516,21 @@ class _Applier:
             raise InvalidLayer(f"layer entry {m.name!r}: unsupported type {m.type!r}")
 
 
-def apply_layer(tar_stream: BinaryIO, dest: Path, *, same_owner: bool | None = None) -> None:
+def apply_layer(
+    tar_stream: BinaryIO, dest: Path, *, same_owner: bool | None = None, overlay: bool = False
+) -> None:
     """Unpack a layer (gzip, zstd or plain tar) onto the snapshot `dest`,
     applying whiteouts and opaque markers. Owners are restored when
-    `same_owner` (default: when running as root); device nodes need root."""
+    `same_owner` (default: when running as root); device nodes need root.
+
+    With `overlay`, `dest` becomes an overlayfs lower (or upper) directory
+    holding this one layer, as the step's upper directory was: nothing is
+    deleted; `.wh.<name>` becomes a 0/0 character device `<name>` and
+    `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on its directory
+    (both need root). Meant for an empty `dest`."""
     if same_owner is None:
         same_owner = os.geteuid() == 0
-    applier = _Applier(dest, same_owner)
+    applier = _Applier(dest, same_owner, overlay)
     try:
         with _open_tar(tar_stream) as tf:
             applier.apply(tf)

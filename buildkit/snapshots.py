@@ -4,7 +4,8 @@ Two kinds of snapshot, both usable as overlayfs lower directories:
 
 - a layer Farm produced itself: the overlay upper directory of its step,
   kept as it is (deletions are overlay whiteouts, which overlayfs honours in
-  lower directories too), named by the layer's diff_id;
+  lower directories too), named by the layer's diff_id; on a cache hit
+  without it, `layer()` unpacks the layer's blob back into that form;
 - a base image from the store: its layers unpacked in order into ONE
   directory, whiteouts applied, named by the chain ID of its diff_ids (the
   OCI image spec's ChainID), so an image is unpacked once however many
@@ -12,19 +13,28 @@ Two kinds of snapshot, both usable as overlayfs lower directories:
 
 A snapshot appears by an atomic rename of a finished directory; readers never
 see one half written, and two builds unpacking the same one both succeed.
+
+Each scratch directory `$FARM_HOME/tmp/<name>` has a lock file `<name>.lock`
+on which its creator holds an exclusive flock while it uses the directory. A
+build killed with SIGKILL cannot remove its directories, but its locks die
+with it: `collect_stale()` (the next build) removes every directory whose
+lock it can take.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from buildkit.digest import Digest
+from buildkit.digest import CHUNK, Digest, DigestWriter
+from buildkit.errors import StorageError
 from buildkit.layers import apply_layer
 from buildkit.store.base import Store
 
@@ -62,11 +72,47 @@ class Snapshots:
         unless it was committed (moved away) meanwhile."""
         self.scratch.mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkdtemp(dir=self.scratch, prefix=prefix))
+        lock = path.with_name(path.name + ".lock")
+        part = path.with_name(path.name + ".lock.part")
+        fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(part, lock)  # visible to collect_stale() only once locked
             yield path
         finally:
-            if path.exists():
-                remove_tree(path)
+            try:
+                if path.exists():
+                    remove_tree(path)
+            finally:
+                for name in (lock, part):
+                    with contextlib.suppress(FileNotFoundError):
+                        name.unlink()
+                os.close(fd)
+
+    def collect_stale(self) -> list[str]:
+        """Remove the scratch directories of builds that died (their lock is free)."""
+        removed: list[str] = []
+        if not self.scratch.is_dir():
+            return removed
+        for lock in sorted(self.scratch.glob("*.lock")):
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its build is alive
+                path = lock.with_name(lock.name.removesuffix(".lock"))
+                if path.is_dir() and not os.path.ismount(path):
+                    remove_tree(path)
+                    removed.append(path.name)
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+            finally:
+                os.close(fd)
+        return removed
 
     def commit(self, key: str, directory: Path) -> Path:
         """Make `directory` the snapshot `key`; if one appeared meanwhile, keep
@@ -92,6 +138,44 @@ class Snapshots:
                 with store.open_blob(digest) as blob:
                     apply_layer(blob, tmp)
             return self.commit(key, tmp)
+
+    def layer(self, store: Store, digest: Digest, diff_id: Digest) -> Path:
+        """The snapshot of one layer, as its step's upper directory was: the
+        blob `digest` unpacked in overlay form (whiteouts as 0/0 character
+        devices, opaque directories by xattr; needs root), named by `diff_id`
+        like the snapshots the executor commits. For a cache hit on a machine
+        that does not have the step's snapshot. The blob is checked against
+        `digest` before the snapshot appears."""
+        found = self.get(diff_id)
+        if found is not None:
+            return found
+        with self.new_dir("layer-") as tmp:
+            os.chmod(tmp, 0o755)  # as an upper directory is made: the root of the merged view
+            with store.open_blob(digest) as blob:
+                reader = _VerifyingReader(blob)
+                apply_layer(reader, tmp, overlay=True)  # type: ignore[arg-type]
+                got = reader.finish()
+            if got != digest:
+                raise StorageError(f"layer blob {digest}: its content has digest {got}")
+            return self.commit(diff_id, tmp)
+
+
+class _VerifyingReader:
+    """A blob reader that hashes what is read; `finish` reads the rest and gives the digest."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.hash = DigestWriter()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.hash.update(data)
+        return data
+
+    def finish(self) -> Digest:
+        while data := self.raw.read(CHUNK):
+            self.hash.update(data)
+        return self.hash.digest
 
 
 def remove_tree(path: Path) -> None:

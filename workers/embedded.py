@@ -29,6 +29,7 @@ from buildkit.images import split_tag, tag_image
 from buildkit.layers import apply_layer
 from buildkit.oci_layout import write_oci_archive
 from buildkit.platforms import Platform, host_platform
+from buildkit.reference import normalize
 from buildkit.store.base import Store
 from buildkit.store.filesystem import FilesystemStore
 from workers.settings import Settings
@@ -177,7 +178,8 @@ def _write_output(
             repo, tag = split_tag(name)
             tag_image(store, repo, tag, result.descriptor, result.children)
     elif out.type == "oci":
-        name = names[0] if names else None
+        # index.json names the image in full (docker.io/library/app:1), as BuildKit does.
+        name = normalize(names[0]) if names else None
         if out.dest == "-":
             write_oci_archive(
                 store, result.descriptor, sys.stdout.buffer, name=name, source_date_epoch=epoch or 0

@@ -1,0 +1,156 @@
+"""Nothing is left behind: mounts, step processes, scratch directories, after a
+successful build, a failed one, and an interrupted one (SIGINT, SIGKILL)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from buildkit.errors import BuildStepError
+from tests.engine.conftest import (
+    BASE,
+    build,
+    host_mounts_under,
+    leftovers,
+    processes_with,
+    write_context,
+)
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(90)]
+
+FARM = Path(sys.executable).with_name("farm")
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def _assert_clean(home: Path, needle: str | None = None, *, killed: bool = False) -> None:
+    assert host_mounts_under(home) == []
+    assert leftovers(home) == []
+    sandbox = home / "sandbox"
+    steps = sorted(sandbox.iterdir()) if sandbox.is_dir() else []
+    if killed:
+        # A killed caller leaves its step's scratch dir, empty: the tmpfs on it
+        # lived only in the step's mount namespace (namespaces.py). It cannot be
+        # told from a running step's from outside, so it stays.
+        assert all(p.is_dir() and not os.listdir(p) for p in steps), steps
+    else:
+        assert steps == []
+    if needle:
+        assert processes_with(needle) == []
+
+
+def test_clean_after_a_successful_build(tmp_path: Path) -> None:
+    built = build(
+        tmp_path,
+        BASE.replace("FROM scratch", "FROM scratch AS a")
+        + "RUN echo 'u:x:5:5::/:/bin/sh' >> /etc/passwd\nUSER u\nRUN true\n"
+        + "FROM a\nUSER root\nCOPY --from=a /etc/passwd /p\nWORKDIR /w\nRUN sleep 0.1\n",
+    )
+    assert built.digest
+    _assert_clean(built.home)
+
+
+def test_clean_after_a_failed_build(tmp_path: Path) -> None:
+    home = tmp_path / "farm-home"
+    with pytest.raises(BuildStepError):
+        build(tmp_path, BASE + "COPY Dockerfile /\nRUN sleep 0.1 & false\n")
+    _assert_clean(home)
+
+
+def _start(tmp_path: Path, seconds: int) -> tuple[subprocess.Popen[bytes], Path, str]:
+    needle = f"sleep {seconds}"
+    assert processes_with(needle) == [], f"a '{needle}' is already running"
+    context = write_context(tmp_path / "context", BASE + "COPY Dockerfile /\n" + f"RUN {needle}\n")
+    home = tmp_path / "farm-home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env["FARM_HOME"] = str(home)
+    proc = subprocess.Popen(
+        [str(FARM), "build", "--progress", "plain", "--platform", "linux/amd64", "-t", "x:1", "."],
+        cwd=context,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    if not _wait_until(lambda: bool(processes_with(needle)) or proc.poll() is not None, 30):
+        proc.kill()
+        pytest.fail("the step never started")
+    assert proc.poll() is None, proc.communicate()[0].decode()
+    return proc, home, needle
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail("farm build did not exit")
+    return proc.returncode, out.decode(errors="replace")
+
+
+def test_clean_after_sigint(tmp_path: Path) -> None:
+    proc, home, needle = _start(tmp_path, 60)
+    try:
+        proc.send_signal(signal.SIGINT)
+        code, output = _finish(proc)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    assert code != 0, output
+    assert "Traceback" not in output
+    assert _wait_until(lambda: processes_with(needle) == [], 10), processes_with(needle)
+    _assert_clean(home, needle)
+    assert not (home / "registry/docker/registry/v2/repositories/x").exists()
+
+
+def test_after_sigkill_and_the_next_run(tmp_path: Path) -> None:
+    proc, home, needle = _start(tmp_path, 61)
+    try:
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    # What must hold at once (namespaces.py): PR_SET_PDEATHSIG takes the helper
+    # and the step's pid namespace down, and every mount of the step lived in
+    # the step's own mount namespace.
+    assert _wait_until(lambda: processes_with(needle) == [], 10), processes_with(needle)
+    assert host_mounts_under(home) == []
+    # The killed caller had no chance to remove its scratch directories: the
+    # next build on this FARM_HOME collects them.
+    context = tmp_path / "context"
+    (context / "Dockerfile").write_text(BASE + "RUN true\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env["FARM_HOME"] = str(home)
+    done = subprocess.run(
+        [str(FARM), "build", "--progress", "plain", "--platform", "linux/amd64", "."],
+        cwd=context, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    _assert_clean(home, needle, killed=True)
+
+
+def test_collect_stale_spares_a_live_builds_directories(tmp_path: Path) -> None:
+    from buildkit.snapshots import Snapshots
+
+    live, other = Snapshots(tmp_path), Snapshots(tmp_path)
+    with live.new_dir("upper-") as path:
+        (path / "file").write_text("in use")
+        assert other.collect_stale() == []
+        assert (path / "file").exists()
+    assert leftovers(tmp_path) == []
