@@ -129,7 +129,10 @@ class Snapshots:
 
     def flattened(self, store: Store, layers: list[tuple[Digest, Digest]]) -> Path:
         """The snapshot of a base image: (blob digest, diff_id) pairs, bottom first."""
-        key = chain_id(diff_id for _, diff_id in layers)
+        # "chain-": a one-layer chain ID equals that layer's diff_id, and a
+        # flattened snapshot (whiteouts applied) must not pass for the layer's
+        # own overlay-form snapshot.
+        key = "chain-" + chain_id(diff_id for _, diff_id in layers).hex
         found = self.get(key)
         if found is not None:
             return found

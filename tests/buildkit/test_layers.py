@@ -453,3 +453,110 @@ def test_corrupt_archive_is_invalid_layer(tmp_path):
     dest.mkdir()
     with pytest.raises(InvalidLayer):
         apply_layer(io.BytesIO(blob[: len(blob) // 2]), dest)
+
+
+# ------------------------------------------------------------ overlay form
+
+
+def overlay_upper_blob(tmp_path: Path) -> bytes:
+    """A layer like a step's upper dir: `gone` and `kept/old` deleted, `opq` replaced."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    upper = synthetic_upper(tmp_path / "step-upper")
+    (upper / "kept" / "new").write_text("new")
+    return build(upper, diff_upperdir, source_date_epoch=EPOCH)[1]
+
+
+def overlay_base(root: Path) -> Path:
+    (root / "opq" / "sub").mkdir(parents=True)
+    (root / "opq" / "old").write_text("old")
+    (root / "opq" / "sub" / "deep").write_text("deep")
+    (root / "gone").write_text("bye")
+    (root / "kept").mkdir()
+    (root / "kept" / "old").write_text("old")
+    (root / "kept" / "stay").write_text("stay")
+    return root
+
+
+def is_whiteout(path: Path) -> bool:
+    st = os.lstat(path)
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 and (st.st_uid, st.st_gid) == (0, 0)
+
+
+@needs_root
+def test_apply_overlay_form_keeps_whiteouts_and_opaque_dirs(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    apply_layer(io.BytesIO(overlay_upper_blob(tmp_path)), dest, overlay=True)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == [
+        "gone",
+        "kept",
+        "kept/new",
+        "kept/old",
+        "opq",
+        "opq/new",
+    ]
+    assert is_whiteout(dest / "gone") and is_whiteout(dest / "kept" / "old")
+    assert os.lstat(dest / "gone").st_mtime == EPOCH
+    assert os.getxattr(dest / "opq", "trusted.overlay.opaque") == b"y"
+    with pytest.raises(OSError):
+        os.getxattr(dest / "kept", "trusted.overlay.opaque")
+    # Written back out, it is the same layer.
+    again = build(dest, diff_upperdir, source_date_epoch=EPOCH)[1]
+    assert plain_tar(again) == plain_tar(overlay_upper_blob(tmp_path / "again"))
+
+
+@needs_root
+def test_apply_overlay_form_deletes_nothing_and_keeps_refusing_overlay_xattrs(tmp_path):
+    dest = overlay_base(tmp_path / "dest")
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "d").mkdir()
+    os.setxattr(evil / "d", "trusted.overlay.redirect", b"/etc")
+    blob = build(evil, tar_directory, xattrs=("trusted.",))[1]
+    apply_layer(io.BytesIO(blob), dest, overlay=True)
+    with pytest.raises(OSError):
+        os.getxattr(dest / "d", "trusted.overlay.redirect")
+    apply_layer(io.BytesIO(overlay_upper_blob(tmp_path)), dest, overlay=True)
+    assert (dest / "opq" / "old").read_text() == "old"  # hidden by the xattr, not deleted
+    assert is_whiteout(dest / "gone")
+
+
+@needs_root
+def test_apply_overlay_form_lets_a_recreated_entry_win(tmp_path):
+    blob = io.BytesIO()
+    with tarfile.open(fileobj=blob, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name in ("x", ".wh.x", ".wh.y", "y"):
+            tf.addfile(tarfile.TarInfo(name), io.BytesIO(b""))
+    blob.seek(0)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    apply_layer(blob, dest, overlay=True)
+    assert (dest / "x").is_file() and (dest / "y").is_file()
+
+
+@pytest.mark.sandbox
+@needs_root
+def test_overlay_form_snapshot_works_as_an_overlay_lower(tmp_path):
+    if not _overlay_available(tmp_path / "probe"):
+        pytest.skip("cannot mount overlayfs here")
+    base = overlay_base(tmp_path / "base")
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    apply_layer(io.BytesIO(overlay_upper_blob(tmp_path)), layer, overlay=True)
+    upper, work, merged = (tmp_path / d for d in ("upper", "work", "merged"))
+    for d in (upper, work, merged):
+        d.mkdir()
+    # The layer as the upper of two lowers, as a RUN over a cache hit mounts it.
+    opts = f"lowerdir={layer}:{base},upperdir={upper},workdir={work},index=off"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], check=True)
+    try:
+        seen = sorted(p.relative_to(merged).as_posix() for p in merged.rglob("*"))
+    finally:
+        subprocess.run(["umount", str(merged)], check=True)
+    assert seen == ["kept", "kept/new", "kept/stay", "opq", "opq/new"]
+    # And the same view as applying the layer the ordinary way.
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    apply_layer(io.BytesIO(build(base)[1]), flat)
+    apply_layer(io.BytesIO(overlay_upper_blob(tmp_path / "o2")), flat)
+    assert sorted(p.relative_to(flat).as_posix() for p in flat.rglob("*")) == seen
