@@ -1,60 +1,55 @@
 """The build engine's front door: build plans in, OCI images in the store out.
 
-    plans = plan_build(dockerfile, options_with(builder.resolver()))
+    builder = Builder(store, EngineConfig(home=...))
+    plans = plan_build(dockerfile, BuildOptions(..., resolve_image=builder.resolver()))
     result = builder.build(plans, context)
     result.descriptor   # the index (several platforms) or the one manifest
 
-Per platform, the stages the target needs run in dependency order; each step
-goes to the Executor. The result's blobs (layers, configs, manifests, index)
-are in the store; nothing is tagged here — `tag_image` does that last.
+The Solver runs the stages (in parallel where they are independent, through
+the step cache); the Builder gives it what stages start from and read from
+(scratch, another stage, an image in the store, the build context), then
+writes each platform's config and manifest and, for several platforms, the
+index. Nothing is tagged here: `images.tag_image` does that, last.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
-import time
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from buildkit import binfmt
+from buildkit.cache.contents import FileDigests, hash_sources, hash_tree
+from buildkit.cache.keys import base_key
 from buildkit.context import BuildContext
-from buildkit.dockerfile.buildplan import (
-    BuildPlan,
-    BuildPlans,
-    ConfigState,
-    ImageResolver,
-    StagePlan,
-    Step,
-)
-from buildkit.dockerfile.buildplan import (
-    ImageConfig as PlannerImageConfig,
-)
-from buildkit.dockerfile.describe import summarize
-from buildkit.dockerfile.durations import parse_go_duration
+from buildkit.dockerfile.buildplan import BuildPlan, BuildPlans, ImageResolver, StagePlan, Step
+from buildkit.dockerfile.buildplan import ImageConfig as PlannerImageConfig
 from buildkit.dockerfile.instructions import Add, Copy, Run
-from buildkit.errors import ManifestUnknown, ReferenceFormatError
-from buildkit.events import Emit, Event, discard
+from buildkit.errors import DockerfileError, ManifestUnknown, ReferenceFormatError, StorageError
+from buildkit.events import Emit, discard
 from buildkit.executor import EngineConfig, Executor, ImageState, LayerRef, StepContext
 from buildkit.image import (
     OCI_CONFIG,
     OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
-    Healthcheck,
     ImageConfig,
     Index,
     Manifest,
-    RuntimeConfig,
 )
 from buildkit.images import load_image, local_repository, write_json_blob
+from buildkit.layers import diff_upperdir
 from buildkit.overlay import merged
 from buildkit.platforms import Platform
 from buildkit.reference import parse_reference
+from buildkit.runtimeconfig import runtime_config
 from buildkit.sandbox import NamespaceSandbox, Sandbox
+from buildkit.solver import SolveOptions, Solver
 from buildkit.store.base import Store
 
 
@@ -89,14 +84,17 @@ class Builder:
         sandbox: Sandbox | None = None,
         emit: Emit = discard,
         emulation: binfmt.Status | None = None,
+        solve: SolveOptions | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.emit = emit
         self.emulation = emulation
+        self.solve = solve or SolveOptions()
         self.executor = Executor(
             store, sandbox or NamespaceSandbox(scratch_root=config.home / "sandbox"), config
         )
+        self.file_digests = FileDigests()
 
     # ------------------------------------------------------------ planning support
 
@@ -133,24 +131,39 @@ class Builder:
         binfmt.require(needed, status)  # before any step runs
         # Scratch directories of builds killed on this FARM_HOME (SIGKILL) go now.
         self.executor.snapshots.collect_stale()
+        solver = Solver(self.executor, self.emit, self.solve)
         with self._context_files(context) as context_root:
-            results = tuple(
-                self._build_platform(plan, plans.path, context_root, status) for plan in plans
+
+            def make_context(
+                step: Step,
+                stage: StagePlan,
+                plan: BuildPlan,
+                states: dict[int, ImageState],
+                emulated: bool,
+            ) -> StepContext:
+                return self._step_context(
+                    step, stage, plan, states, emulated, context_root, plans.path
+                )
+
+            finals = solver.run_plans(
+                tuple(plans),
+                self._start,
+                make_context,
+                lambda platform: platform not in status.native,
             )
+        results = tuple(
+            self._write_image(plan, states) for plan, states in zip(plans, finals, strict=True)
+        )
         index = None
         if len(results) > 1:
             doc = Index(manifests=tuple(r.manifest for r in results))
             index = write_json_blob(self.store, doc, OCI_INDEX)
         return BuildResult(results, index)
 
-    def _build_platform(
-        self, plan: BuildPlan, path: str, context_root: Path, status: binfmt.Status
-    ) -> PlatformResult:
-        states: dict[int, ImageState] = {}
-        for stage in plan.stages:
-            states[stage.index] = self._build_stage(stage, plan, states, path, context_root, status)
+    def _write_image(self, plan: BuildPlan, states: dict[int, ImageState]) -> PlatformResult:
         target = plan.target_stage
         final = states[target.index]
+        self._ensure_blobs(final)
         image = ImageConfig(
             architecture=plan.platform.architecture,
             os=plan.platform.os,
@@ -170,53 +183,45 @@ class Builder:
         desc = Descriptor(OCI_MANIFEST, desc.digest, desc.size, platform=plan.platform)
         return PlatformResult(plan.platform, desc, image, final)
 
-    def _build_stage(
-        self,
-        stage: StagePlan,
-        plan: BuildPlan,
-        states: dict[int, ImageState],
-        path: str,
-        context_root: Path,
-        status: binfmt.Status,
-    ) -> ImageState:
-        if stage.base.kind == "scratch":
-            state = ImageState(platform=stage.platform)
-        elif stage.base.kind == "stage":
-            state = states[stage.base.stage]
-        else:
-            state = self._image_state(stage.base.ref, stage.platform)
-        emulated = stage.platform not in status.native
-        total = len(stage.steps)
-        label = dict(platform=str(stage.platform), stage=stage.display_name, total=total)
-        for n, step in enumerate(stage.steps, 1):
-            name = summarize(step.instruction)
-            # Only RUN executes the image's binaries; only RUN is emulated.
-            on_qemu = emulated and isinstance(step.instruction, Run)
-            common = dict(label, step=n, name=name, line=step.line, emulated=on_qemu)
-            self.emit(Event("step.start", **common))  # type: ignore[arg-type]
-            started = time.monotonic()
+    def _ensure_blobs(self, state: ImageState) -> None:
+        """Just before a manifest is written: every layer blob is still in the
+        store (a prune in a shared store may have run meanwhile); a vanished one
+        is written again from this machine's snapshot of it."""
+        for layer in state.layers:
+            if self.store.has_blob(layer.digest):
+                continue
+            snapshot = self.executor.snapshots.get(layer.diff_id)
+            if snapshot is None:
+                raise StorageError(
+                    f"layer {layer.digest} vanished from the store and is not unpacked here"
+                )
+            self._rewrite_blob(layer, snapshot)
 
-            def log(text: str, common: dict = common) -> None:  # type: ignore[type-arg]
-                self.emit(Event("step.log", text=text, **common))
-
-            ctx = StepContext(
-                platform=stage.platform,
-                emulated=emulated,
-                path=path,
-                context_root=context_root,
-                stage_roots=functools.partial(
-                    self._sources, stage=stage, plan=plan, states=states, context_root=context_root
-                ),
-                log=log,
+    def _rewrite_blob(self, layer: LayerRef, snapshot: Path) -> None:
+        with tempfile.TemporaryFile(dir=self.executor.snapshots.scratch) as blob:
+            made = diff_upperdir(
+                snapshot,
+                blob,
+                compression=self.config.compression,  # type: ignore[arg-type]
+                source_date_epoch=self.config.source_date_epoch,
             )
-            try:
-                state = self.executor.execute(state, step, ctx)
-            except Exception as exc:
-                self.emit(Event("step.error", text=str(exc), **common))  # type: ignore[arg-type]
-                raise
-            took = time.monotonic() - started
-            self.emit(Event("step.done", duration=took, **common))  # type: ignore[arg-type]
-        return state
+            if made.digest != layer.digest:
+                raise StorageError(
+                    f"layer {layer.digest} vanished and re-creating it gave {made.digest}"
+                )
+            blob.seek(0)
+            self.store.put_blob(blob, layer.digest, media_type=layer.media_type)
+
+    # ------------------------------------------------------------ what stages start from
+
+    def _start(self, stage: StagePlan, states: dict[int, ImageState]) -> ImageState:
+        salt = self.config.salt
+        if stage.base.kind == "scratch":
+            key = base_key("scratch", platform=stage.platform, salt=salt)
+            return ImageState(platform=stage.platform, key=key)
+        if stage.base.kind == "stage":
+            return states[stage.base.stage]
+        return self._image_state(stage.base.ref, stage.platform)
 
     def _image_state(self, ref: str, platform: Platform) -> ImageState:
         try:
@@ -226,54 +231,125 @@ class Builder:
                 f"base image {ref}: {exc} (build it first with -t; pulls from registries "
                 "come with the registry client)"
             ) from None
-        pairs = [
-            (desc.digest, diff_id)
-            for desc, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True)
-        ]
         layers = tuple(
             LayerRef(desc.digest, diff_id, desc.size, desc.media_type)
             for desc, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True)
         )
+        pairs = [(lr.digest, lr.diff_id) for lr in layers]
         snapshots = (self.executor.snapshots.flattened(self.store, pairs),) if pairs else ()
+        key = base_key(
+            "image",
+            platform=platform,
+            manifest_digest=image.manifest_descriptor.digest,
+            salt=self.config.salt,
+        )
         return ImageState(
             platform=platform,
             layers=layers,
             snapshots=snapshots,
             history=image.config.history,
             base_config=image.config.config,
+            key=key,
         )
 
-    # ------------------------------------------------------------ sources of COPY
+    # ------------------------------------------------------------ what steps read
 
-    @contextlib.contextmanager
-    def _sources(
+    def _step_context(
         self,
         step: Step,
         stage: StagePlan,
         plan: BuildPlan,
         states: dict[int, ImageState],
+        emulated: bool,
         context_root: Path,
-    ) -> Iterator[tuple[Path, str]]:
-        """The tree a COPY/ADD reads: the context, another stage, or an image."""
-        inst = step.instruction
-        from_ = inst.from_ if isinstance(inst, Copy) else ""
-        if not from_:
-            yield context_root, "build context"
-            return
-        assert isinstance(inst, Copy | Add)
+        path: str,
+    ) -> StepContext:
+        def resolve(from_: str) -> tuple[ImageState, str]:
+            return self._resolve_from(from_, step, stage, plan, states, path)
+
+        @contextlib.contextmanager
+        def stage_roots(s: Step) -> Iterator[tuple[Path, str]]:
+            inst = s.instruction
+            from_ = inst.from_ if isinstance(inst, Copy) else ""
+            if not from_:
+                yield context_root, "build context"
+                return
+            source, name = resolve(from_)
+            with merged(self.config.home, source.lowers) as root:
+                yield root, name
+
+        @contextlib.contextmanager
+        def mount_root(from_: str) -> Iterator[Path]:
+            source, _ = resolve(from_)
+            with merged(self.config.home, source.lowers) as root:
+                yield root
+
+        def key_inputs(s: Step) -> dict[str, Any]:
+            inst = s.instruction
+            if isinstance(inst, Copy | Add):
+                from_ = inst.from_ if isinstance(inst, Copy) else ""
+                if from_:
+                    return {"sources": resolve(from_)[0].key}
+                if not inst.sources:
+                    return {}
+                return {"sources": hash_sources(inst, context_root, cache=self.file_digests)}
+            if isinstance(inst, Run) and inst.mounts:
+                return {
+                    "mounts": tuple(
+                        self._mount_identity(m, resolve, context_root) for m in inst.mounts
+                    )
+                }
+            return {}
+
+        return StepContext(
+            platform=stage.platform,
+            emulated=emulated,
+            path=path,
+            context_root=context_root,
+            stage_roots=stage_roots,
+            log=_no_log,
+            mount_root=mount_root,
+            key_inputs=key_inputs,
+        )
+
+    def _mount_identity(self, mount, resolve, context_root: Path) -> str:  # type: ignore[no-untyped-def]
+        kind = mount.type.lower()
+        from_ = mount.get("from") or ""
+        if kind == "bind":
+            if from_:
+                return resolve(from_)[0].key
+            return hash_tree(context_root, mount.get("source") or "/", cache=self.file_digests)
+        if kind == "cache" and from_:
+            return resolve(from_)[0].key
+        return ""
+
+    def _resolve_from(
+        self,
+        from_: str,
+        step: Step,
+        stage: StagePlan,
+        plan: BuildPlan,
+        states: dict[int, ImageState],
+        path: str,
+    ) -> tuple[ImageState, str]:
+        """A `--from` (COPY) or `from=` (RUN --mount): a stage of this plan, or an image."""
+        wanted = from_.lower()
+        for st in plan.stages:
+            if (wanted.isdigit() and int(wanted) == st.index) or (st.name and st.name == wanted):
+                if st.index not in states:
+                    raise DockerfileError(
+                        f"stage {from_!r} is not built before this step",
+                        path=path,
+                        line=step.line,
+                        instruction=step.keyword,
+                    )
+                return states[st.index], f"stage {st.display_name}"
         dep = next(
-            (d for d in stage.dependencies if d.line == step.line and "from" in d.via.lower()),
+            (d for d in stage.dependencies if d.line == step.line and d.kind == "image"),
             None,
         )
-        if dep is not None and dep.kind == "stage":
-            source = states[dep.stage]
-            name = f"stage {plan.stage(dep.stage).display_name}"
-        else:
-            ref = dep.ref if dep is not None else from_
-            source = self._image_state(ref, stage.platform)
-            name = f"image {ref}"
-        with merged(self.config.home, source.lowers) as root:
-            yield root, name
+        ref = dep.ref if dep is not None else from_
+        return self._image_state(ref, stage.platform), f"image {ref}"
 
     @contextlib.contextmanager
     def _context_files(self, context: BuildContext) -> Iterator[Path]:
@@ -295,45 +371,5 @@ class Builder:
             yield root
 
 
-def runtime_config(base: RuntimeConfig, stage: ConfigState) -> RuntimeConfig:
-    """The final image config: the base image's, with the stages' changes.
-
-    The planner tracks Env, User, WorkingDir and Shell from the base image on;
-    the rest of the base image's config is merged here. As in Docker, an
-    ENTRYPOINT set in the build drops a CMD inherited from the base image.
-    """
-    cmd = stage.cmd
-    if cmd is None and stage.entrypoint is None:
-        cmd = base.cmd
-    return RuntimeConfig(
-        user=stage.user,
-        exposed_ports=tuple(sorted({*base.exposed_ports, *stage.exposed_ports})),
-        env=tuple(f"{k}={v}" for k, v in stage.env),
-        entrypoint=stage.entrypoint if stage.entrypoint is not None else base.entrypoint,
-        cmd=cmd,
-        volumes=tuple(sorted({*base.volumes, *stage.volumes})),
-        working_dir=stage.working_dir,
-        labels={**base.labels, **dict(stage.labels)},
-        stop_signal=stage.stop_signal or base.stop_signal,
-        healthcheck=_healthcheck(stage) or base.healthcheck,
-        on_build=stage.on_build,
-        shell=stage.shell if stage.shell != ("/bin/sh", "-c") else base.shell,
-    )
-
-
-def _healthcheck(stage: ConfigState) -> Healthcheck | None:
-    hc = stage.healthcheck
-    if hc is None:
-        return None
-
-    def ns(text: str) -> int:
-        return parse_go_duration(text) if text else 0
-
-    return Healthcheck(
-        test=hc.test,
-        interval=ns(hc.interval),
-        timeout=ns(hc.timeout),
-        start_period=ns(hc.start_period),
-        start_interval=ns(hc.start_interval),
-        retries=int(hc.retries or 0),
-    )
+def _no_log(text: str) -> None:
+    """Until the solver gives a step its own log (with the step's labels)."""

@@ -15,9 +15,10 @@ import os
 import posixpath
 import shlex
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from buildkit.digest import Digest
 from buildkit.dockerfile.buildplan import Step
@@ -29,7 +30,9 @@ from buildkit.image import History, RuntimeConfig, format_created
 from buildkit.layers import Layer, diff_upperdir, tar_directory
 from buildkit.overlay import merged
 from buildkit.platforms import Platform
+from buildkit.runmounts import MountSources, prepare_mounts
 from buildkit.sandbox import Limits, NetworkMode, Sandbox, StepSpec, default_resolv_conf
+from buildkit.secrets import SecretMasker, SecretSource, SshSource
 from buildkit.snapshots import Snapshots
 from buildkit.store.base import Store
 from buildkit.users import resolve_chown, resolve_user
@@ -48,6 +51,10 @@ class LayerRef:
     media_type: str
 
 
+# What a filesystem step made: its layer and the snapshot of it, or None.
+Made = tuple[LayerRef, Path] | None
+
+
 @dataclass(frozen=True)
 class ImageState:
     """A stage's image so far: its layers, the snapshots to mount, its history."""
@@ -57,6 +64,7 @@ class ImageState:
     snapshots: tuple[Path, ...] = ()  # bottom first
     history: tuple[History, ...] = ()
     base_config: RuntimeConfig = field(default_factory=RuntimeConfig)
+    key: str = ""  # the step cache key of this filesystem (buildkit.cache.keys)
 
     @property
     def lowers(self) -> list[Path]:
@@ -72,6 +80,13 @@ class EngineConfig:
     allow: frozenset[str] = frozenset()
     limits: Limits = field(default_factory=Limits)
     host_resolv_conf: str = ""
+    secrets: Mapping[str, SecretSource] = field(default_factory=dict)
+    ssh: Mapping[str, SshSource] = field(default_factory=dict)
+
+    @property
+    def salt(self) -> str:
+        """What, besides the Dockerfile, changes a layer's bytes: part of every cache key."""
+        return f"compression={self.compression};epoch={self.source_date_epoch}"
 
     @property
     def created(self) -> str:
@@ -91,6 +106,11 @@ class StepContext:
     context_root: Path
     stage_roots: Callable[[Step], contextlib.AbstractContextManager[tuple[Path, str]]]
     log: Callable[[str], None]
+    # The read-only root of a stage (name or index) or an image, for RUN --mount from=.
+    mount_root: Callable[[str], contextlib.AbstractContextManager[Path]] | None = None
+    # What a step's cache key needs besides the step: the identity of COPY
+    # sources (`sources=`) or of RUN bind mounts (`mounts=`).
+    key_inputs: Callable[[Step], dict[str, Any]] = field(default=lambda step: {})
 
 
 class Executor:
@@ -102,32 +122,32 @@ class Executor:
 
     # ------------------------------------------------------------ dispatch
 
-    def execute(self, state: ImageState, step: Step, ctx: StepContext) -> ImageState:
+    def execute(self, state: ImageState, step: Step, ctx: StepContext) -> Made:
+        """Run a filesystem step (RUN, COPY, ADD, WORKDIR); what it made, if anything."""
         inst = step.instruction
         if isinstance(inst, Run):
-            layer = self._run(state, step, ctx)
-        elif isinstance(inst, Copy | Add):
-            layer = self._copy(state, step, ctx)
-        elif isinstance(inst, Workdir):
-            layer = self._workdir(state, step)
-        else:
-            layer = None
-        return self._append(state, step, layer)
+            return self._run(state, step, ctx)
+        if isinstance(inst, Copy | Add):
+            return self._copy(state, step, ctx)
+        if isinstance(inst, Workdir):
+            return self._workdir(state, step)
+        return None
 
-    def _append(
-        self, state: ImageState, step: Step, made: tuple[LayerRef, Path] | None
-    ) -> ImageState:
+    def append(self, state: ImageState, step: Step, made: Made, key: str = "") -> ImageState:
+        """The state after `step`: its layer (if it made one), its history, its cache key."""
         history = History(
             created=self.config.created,
             created_by=created_by(step),
             comment="buildkit.dockerfile.v0",
             empty_layer=made is None,
         )
+        key = key or state.key
         if made is None:
-            return replace(state, history=(*state.history, history))
+            return replace(state, history=(*state.history, history), key=key)
         layer, snapshot = made
         return replace(
             state,
+            key=key,
             layers=(*state.layers, layer),
             snapshots=(*state.snapshots, snapshot),
             history=(*state.history, history),
@@ -135,7 +155,7 @@ class Executor:
 
     # ------------------------------------------------------------ layers
 
-    def commit(self, directory: Path, *, overlay: bool) -> tuple[LayerRef, Path] | None:
+    def commit(self, directory: Path, *, overlay: bool) -> Made:
         """Turn a step's output directory into a stored layer and a snapshot;
         None when the step changed nothing."""
         if not any(os.scandir(directory)):
@@ -164,16 +184,9 @@ class Executor:
 
     # ------------------------------------------------------------ RUN
 
-    def _run(self, state: ImageState, step: Step, ctx: StepContext) -> tuple[LayerRef, Path] | None:
+    def _run(self, state: ImageState, step: Step, ctx: StepContext) -> Made:
         inst = step.instruction
         assert isinstance(inst, Run)
-        if inst.mounts:
-            raise DockerfileError(
-                "RUN --mount is not supported yet (it comes with the step cache and mounts)",
-                path=ctx.path,
-                line=inst.line,
-                instruction="RUN",
-            )
         network = NetworkMode(inst.network or "default")
         if network is NetworkMode.HOST and "network.host" not in self.config.allow:
             raise DockerfileError(
@@ -196,23 +209,38 @@ class Executor:
             ctx.log(line)
 
         lines = _LineSplitter(keep)
-        with self._upper() as (upper, work):
+        sources = MountSources(
+            context_root=ctx.context_root,
+            stage_root=ctx.mount_root or _no_stage_roots,
+            secrets=self.config.secrets,
+            ssh=self.config.ssh,
+            cache_root=self.config.home / "cache-mounts",
+            scratch=self.snapshots.scratch,
+        )
+        workdir = step.state.workdir or "/"
+        with (
+            self._upper() as (upper, work),
+            prepare_mounts(inst, sources, uid=uid, gid=gid, path=ctx.path, workdir=workdir) as prep,
+        ):
+            masked = SecretMasker(lines.feed, prep.secrets)
             spec = StepSpec(
                 lower_dirs=tuple(lowers),
                 upper_dir=str(upper),
                 work_dir=str(work),
                 argv=argv,
-                env=tuple(f"{k}={v}" for k, v in step.state.environ),
-                cwd=step.state.workdir or "/",
+                env=tuple(f"{k}={v}" for k, v in (*step.state.environ, *prep.env)),
+                cwd=workdir,
                 uid=uid,
                 gid=gid,
                 extra_gids=tuple(groups),
                 hostname="buildkitsandbox",
                 network=network,
+                mounts=prep.mounts,
                 limits=self.config.limits,
                 resolv_conf=default_resolv_conf(network, self.config.host_resolv_conf),
             )
-            result = self.sandbox.run(spec, lines.feed)
+            result = self.sandbox.run(spec, masked)
+            masked.flush()
             lines.flush()
             if not result.ok:
                 command = shlex.join(argv)
@@ -263,9 +291,7 @@ class Executor:
 
     # ------------------------------------------------------------ COPY / ADD
 
-    def _copy(
-        self, state: ImageState, step: Step, ctx: StepContext
-    ) -> tuple[LayerRef, Path] | None:
+    def _copy(self, state: ImageState, step: Step, ctx: StepContext) -> Made:
         from buildkit.add import add_sources
         from buildkit.copy import copy_sources
 
@@ -295,7 +321,7 @@ class Executor:
 
     # ------------------------------------------------------------ WORKDIR
 
-    def _workdir(self, state: ImageState, step: Step) -> tuple[LayerRef, Path] | None:
+    def _workdir(self, state: ImageState, step: Step) -> Made:
         """WORKDIR creates its directory when the image lacks it, as BuildKit does."""
         inst = step.instruction
         assert isinstance(inst, Workdir)
@@ -311,6 +337,12 @@ class Executor:
                 uid, gid = resolve_chown(root, user) if user else (0, 0)
                 mkdir_all(root, path, uid=uid, gid=gid)
             return self.commit(upper, overlay=True)
+
+
+@contextlib.contextmanager
+def _no_stage_roots(name: str) -> Iterator[Path]:
+    raise KeyError(name)
+    yield Path("/")  # pragma: no cover
 
 
 def run_argv(inst: Run, shell: tuple[str, ...]) -> tuple[str, ...]:

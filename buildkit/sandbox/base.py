@@ -137,6 +137,10 @@ class Sandbox(Protocol):
 
     def run(self, spec: StepSpec, output: OutputCallback) -> StepResult: ...
 
+    def cancel_all(self) -> None:
+        """Kill every running step (from another thread, e.g. on Ctrl-C)."""
+        ...
+
 
 def spec_to_dict(spec: StepSpec) -> dict[str, Any]:
     """The JSON-ready form of a spec (inverse of `spec_from_dict`)."""

@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,16 @@ class NamespaceSandbox:
         self.cgroups = Cgroups(cgroup_parent)
         self.slirp4netns = slirp4netns
         self.python = python
+        self._active: dict[int, _Run] = {}
+        self._active_lock = threading.Lock()
+
+    def cancel_all(self) -> None:
+        """Kill every step this sandbox is running (from any thread): their
+        `run` calls then return, or raise SandboxError, after cleaning up."""
+        with self._active_lock:
+            running = list(self._active.values())
+        for state in running:
+            self._kill(state)
 
     def run(self, spec: StepSpec, output: OutputCallback) -> StepResult:
         spec.validate()
@@ -104,6 +115,8 @@ class NamespaceSandbox:
             os.close(status_w)
             status_w = -1
             state = _Run(spec, helper, cgroup)
+            with self._active_lock:
+                self._active[id(state)] = state
             request = {"spec": spec_to_dict(spec), "cgroups": cgroup.procs_files,
                        "scratch": scratch}  # fmt: skip
             self._send(state, json.dumps(request))
@@ -112,6 +125,9 @@ class NamespaceSandbox:
             if status_w >= 0:
                 os.close(status_w)
             os.close(status_r)
+            if state is not None:
+                with self._active_lock:
+                    self._active.pop(id(state), None)
             self._cleanup(state, cgroup, scratch)
         assert state is not None
         if state.error is not None:
