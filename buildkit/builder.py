@@ -355,8 +355,12 @@ class Builder:
     def _context_files(self, context: BuildContext) -> Iterator[Path]:
         """The context as COPY sees it: .dockerignore applied, linked or copied
         into a private tree so the user's files cannot change under a build."""
+        home = self.config.home.resolve()
+        # Listed before anything is written: FARM_HOME may lie inside the context
+        # (it is then left out, as the build's own state is no source of it).
+        entries = [e for e in context.iter_files() if not e.source.resolve().is_relative_to(home)]
         with self.executor.snapshots.new_dir("context-") as root:
-            for entry in context.iter_files():
+            for entry in entries:
                 dest = root / entry.path
                 if entry.kind == "dir":
                     dest.mkdir(mode=0o755, exist_ok=True)

@@ -30,6 +30,8 @@ from buildkit.layers import apply_layer
 from buildkit.oci_layout import write_oci_archive
 from buildkit.platforms import Platform, host_platform
 from buildkit.reference import normalize
+from buildkit.secrets import SecretSource, SshSource
+from buildkit.solver import SolveOptions
 from buildkit.store.base import Store
 from buildkit.store.filesystem import FilesystemStore
 from workers.settings import Settings
@@ -95,6 +97,11 @@ class LocalBuild:
     allow: frozenset[str] = frozenset()
     source_date_epoch: str = ""  # "", a number, or "now"
     cwd: Path = field(default_factory=Path.cwd)
+    no_cache: bool = False
+    no_cache_filter: frozenset[str] = frozenset()
+    jobs: int = 0  # 0: the number of cores
+    secrets: Mapping[str, SecretSource] = field(default_factory=dict)
+    ssh: Mapping[str, SshSource] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -150,8 +157,15 @@ def run_build(
             source_date_epoch=_epoch(request, ctx.git_commit_time),
             compression="none" if compression == "uncompressed" else compression,
             allow=request.allow,
+            secrets=request.secrets,
+            ssh=request.ssh,
         )
-        builder = Builder(store, config, emit=emit)
+        solve = SolveOptions(
+            no_cache=request.no_cache,
+            no_cache_filter=frozenset(s.lower() for s in request.no_cache_filter),
+            jobs=request.jobs or os.cpu_count() or 1,
+        )
+        builder = Builder(store, config, emit=emit, solve=solve)
         df = parse_dockerfile(ctx.dockerfile_text, path=ctx.dockerfile_name)
         options = BuildOptions(
             target_platforms=request.platforms,

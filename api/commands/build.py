@@ -46,6 +46,26 @@ import click
 )
 @click.option("--no-cache", is_flag=True, help="Do not use the step cache.")
 @click.option(
+    "--no-cache-filter", multiple=True, metavar="STAGE", help="Do not use the cache for STAGE."
+)
+@click.option(
+    "-j", "--jobs", type=click.IntRange(min=0), default=0, help="Steps at once (default: cores)."
+)
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="id=ID,src=FILE|env=VAR",
+    help="A secret for RUN --mount=type=secret.",
+)
+@click.option(
+    "--ssh",
+    "ssh",
+    multiple=True,
+    metavar="default|ID=SOCKET",
+    help="An ssh agent for RUN --mount=type=ssh.",
+)
+@click.option(
     "--allow",
     "allow",
     multiple=True,
@@ -71,6 +91,10 @@ def build(
     tags: tuple[str, ...],
     outputs: tuple[str, ...],
     no_cache: bool,
+    no_cache_filter: tuple[str, ...],
+    jobs: int,
+    secrets: tuple[str, ...],
+    ssh: tuple[str, ...],
     allow: tuple[str, ...],
     progress: str,
     metadata_file: str | None,
@@ -98,6 +122,11 @@ def build(
         allow=frozenset(allow),
         source_date_epoch=source_date_epoch,
         cwd=Path.cwd(),
+        no_cache=no_cache,
+        no_cache_filter=frozenset(no_cache_filter),
+        jobs=jobs,
+        secrets=_parse_secrets(secrets),
+        ssh=_parse_ssh(ssh),
     )
     renderer = make_progress(progress)
     with renderer if hasattr(renderer, "__enter__") else contextlib.nullcontext():
@@ -151,3 +180,62 @@ def _parse_build_args(pairs: tuple[str, ...]) -> dict[str, str]:
             value = os.environ[key]
         out[key] = value
     return out
+
+
+def _fields(text: str, flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{text!r}: {part!r} is not key=value", param_hint=flag)
+        out[key.strip().lower()] = value.strip()
+    return out
+
+
+def _parse_secrets(items: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """`--secret id=x,src=FILE` or `id=x,env=VAR`, as buildx reads them (the env
+    var is read here, at the edge; the engine never reads the environment)."""
+    import os
+
+    from buildkit.secrets import SecretSource
+
+    found: dict[str, SecretSource] = {}
+    for item in items:
+        fields = _fields(item, "--secret")
+        sid = fields.get("id", "")
+        src = fields.get("src") or fields.get("source")
+        env = fields.get("env")
+        if fields.get("type") == "env" and not env:
+            env = sid
+        if not sid:
+            raise click.BadParameter(f"{item!r}: id= is required", param_hint="--secret")
+        if src:
+            found[sid] = SecretSource(sid, file=Path(src).expanduser())
+        elif env or sid in os.environ:
+            name = env or sid
+            if name not in os.environ:
+                raise click.BadParameter(
+                    f"{item!r}: environment variable {name} is not set", param_hint="--secret"
+                )
+            found[sid] = SecretSource(sid, env_value=os.environ[name])
+        else:
+            raise click.BadParameter(f"{item!r}: give src=FILE or env=VAR", param_hint="--secret")
+    return found
+
+
+def _parse_ssh(items: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """`--ssh default` (the agent at $SSH_AUTH_SOCK) or `--ssh ID=SOCKET`."""
+    import os
+
+    from buildkit.secrets import SshSource
+
+    found: dict[str, SshSource] = {}
+    for item in items:
+        sid, _, socket = item.partition("=")
+        socket = socket or os.environ.get("SSH_AUTH_SOCK", "")
+        if not socket:
+            raise click.BadParameter(
+                f"{item!r}: no socket given and SSH_AUTH_SOCK is not set", param_hint="--ssh"
+            )
+        found[sid] = SshSource(sid, Path(socket))
+    return found
