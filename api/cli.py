@@ -33,8 +33,10 @@ def main() -> None:
 from api.commands.binfmt import binfmt  # noqa: E402
 from api.commands.build import build  # noqa: E402
 from api.commands.images import images, run  # noqa: E402
+from api.commands.prune import prune  # noqa: E402
 
 main.add_command(build)
 main.add_command(binfmt)
 main.add_command(images)
 main.add_command(run)
+main.add_command(prune)

@@ -84,6 +84,19 @@ class Store(Protocol):
         `expected` is already stored, the stream is not read)."""
         ...
 
+    def list_blobs(self) -> list[Digest]:
+        """Every stored blob, in digest order (for the garbage collector)."""
+        ...
+
+    def blob_mtime(self, digest: Digest) -> float:
+        """When the blob was stored (seconds since the epoch); `BlobUnknown` if missing."""
+        ...
+
+    def delete_blob(self, digest: Digest) -> bool:
+        """Remove a blob; False when it was not there. Links to it are left as they
+        are (the garbage collector only removes what nothing links to)."""
+        ...
+
     # ---- repositories
     def link_blob(self, repo: str, digest: Digest) -> None:
         """Make an existing blob part of `repo` (its `_layers` link)."""
@@ -105,6 +118,14 @@ class Store(Protocol):
         ...
 
     def tags(self, repo: str) -> list[str]: ...
+
+    def revisions(self, repo: str) -> list[Digest]:
+        """The manifests linked as revisions of `repo` (served by digest), in order."""
+        ...
+
+    def linked_blobs(self, repo: str) -> list[Digest]:
+        """The blobs linked into `repo` (its `_layers` links), in order."""
+        ...
 
     def repositories(self) -> list[str]: ...
 

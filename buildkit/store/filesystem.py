@@ -50,6 +50,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _listdir(path: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 class FilesystemStore:
     """`Store` over a local directory."""
 
@@ -171,6 +178,33 @@ class FilesystemStore:
             raise
         return Descriptor(media_type, digest, hasher.size)
 
+    def list_blobs(self) -> list[Digest]:
+        top = self.v2 / "blobs" / "sha256"
+        found = []
+        for prefix in _listdir(top):
+            for name in _listdir(top / prefix):
+                if name.startswith(prefix) and (top / prefix / name / "data").is_file():
+                    with contextlib.suppress(InvalidDigest):
+                        found.append(Digest.from_hex(name))
+        return sorted(found)
+
+    def blob_mtime(self, digest: Digest) -> float:
+        try:
+            return self.blob_path(digest).stat().st_mtime
+        except FileNotFoundError:
+            raise BlobUnknown(f"blob unknown: {digest}") from None
+
+    def delete_blob(self, digest: Digest) -> bool:
+        path = self.blob_path(digest)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        with contextlib.suppress(OSError):  # not empty: a writer put it back meanwhile
+            path.parent.rmdir()
+        _fsync_dir(path.parent.parent)
+        return True
+
     # ------------------------------------------------------------ repositories
 
     def link_blob(self, repo: str, digest: Digest) -> None:
@@ -228,6 +262,23 @@ class FilesystemStore:
         if not tags_dir.is_dir():
             return []
         return sorted(p.name for p in tags_dir.iterdir() if (p / "current" / "link").is_file())
+
+    def _linked(self, repo: str, *parts: str) -> list[Digest]:
+        repo_dir = self._repo(repo)
+        if not repo_dir.is_dir():
+            raise NameUnknown(f"repository name not known to registry: {repo}")
+        found = []
+        for name in _listdir(repo_dir.joinpath(*parts, "sha256")):
+            link = repo_dir.joinpath(*parts, "sha256", name, "link")
+            with contextlib.suppress(FileNotFoundError, StorageError):
+                found.append(self._read_link(link))
+        return sorted(found)
+
+    def revisions(self, repo: str) -> list[Digest]:
+        return self._linked(repo, "_manifests", "revisions")
+
+    def linked_blobs(self, repo: str) -> list[Digest]:
+        return self._linked(repo, "_layers")
 
     def repositories(self) -> list[str]:
         top = self.v2 / "repositories"

@@ -289,3 +289,40 @@ def test_put_manifest_refuses_invalid_json_and_media_type_mismatch(store):
     with pytest.raises(ManifestInvalid, match="declares"):
         store.put_manifest("app", manifest_bytes(store), OCI_INDEX)
     assert store.repositories() == []
+
+
+# ------------------------------------------------------------ for the garbage collector
+
+
+def test_list_blobs_mtime_and_delete(store):
+    assert store.list_blobs() == []
+    a = put_bytes(store, b"a")
+    b = put_bytes(store, b"b")
+    assert store.list_blobs() == sorted([a.digest, b.digest])
+    os.utime(store.blob_path(a.digest), (1000, 1000))
+    assert store.blob_mtime(a.digest) == 1000
+    assert store.delete_blob(a.digest) is True
+    assert store.delete_blob(a.digest) is False
+    assert not store.has_blob(a.digest)
+    assert not store.blob_path(a.digest).parent.exists()
+    assert store.list_blobs() == [b.digest]
+    with pytest.raises(BlobUnknown):
+        store.blob_mtime(a.digest)
+    put_bytes(store, b"a")  # written again after a delete
+    assert store.list_blobs() == sorted([a.digest, b.digest])
+    assert leftovers(store) == []
+
+
+def test_revisions_and_linked_blobs(store):
+    data = manifest_bytes(store)
+    desc = store.put_manifest("team/app", data, OCI_MANIFEST)
+    config = put_bytes(store, b'{"marker":"x"}', media_type=OCI_CONFIG)  # manifest_bytes' config
+    assert store.revisions("team/app") == [desc.digest]
+    assert store.linked_blobs("team/app") == [config.digest]
+    store.link_manifest("team/app", desc, "1")
+    store.delete_tag("team/app", "1")
+    assert store.revisions("team/app") == [desc.digest]  # a revision outlives its tag
+    with pytest.raises(NameUnknown):
+        store.revisions("nobody")
+    with pytest.raises(NameUnknown):
+        store.linked_blobs("nobody")
