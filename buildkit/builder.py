@@ -18,8 +18,8 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,15 @@ class PlatformResult:
 class BuildResult:
     platforms: tuple[PlatformResult, ...]
     index: Descriptor | None  # None for a one-platform build
+    # Step cache keys the build hit or recorded → the layer digest each names.
+    cache_keys: Mapping[str, str | None] = field(default_factory=dict)
+
+    def cache_keys_for(self, mode: str) -> list[str]:
+        """`--cache-to ...,mode=max`: every step's key; `min`: those of the result's layers."""
+        if mode == "max":
+            return sorted(self.cache_keys)
+        layers = {lr.digest for p in self.platforms for lr in p.state.layers}
+        return sorted(k for k, digest in self.cache_keys.items() if digest in layers)
 
     @property
     def descriptor(self) -> Descriptor:
@@ -158,7 +167,7 @@ class Builder:
         if len(results) > 1:
             doc = Index(manifests=tuple(r.manifest for r in results))
             index = write_json_blob(self.store, doc, OCI_INDEX)
-        return BuildResult(results, index)
+        return BuildResult(results, index, dict(solver.used))
 
     def _write_image(self, plan: BuildPlan, states: dict[int, ImageState]) -> PlatformResult:
         target = plan.target_stage

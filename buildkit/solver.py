@@ -82,6 +82,9 @@ class Solver:
         self.jobs = threading.BoundedSemaphore(max(1, options.jobs))
         self.once = _Once()
         self.cancelled = threading.Event()
+        # Cache keys this build hit or recorded, with the layer digest each names
+        # (for --cache-to: min exports those in the result, max all of them).
+        self.used: dict[str, str | None] = {}
 
     # ------------------------------------------------------------ stages in parallel
 
@@ -201,6 +204,7 @@ class Solver:
         hit = index.lookup(self.store, key, now=time.time())
         if hit is None:
             return None
+        self.used[key] = hit.layer.digest if hit.layer is not None else None
         if hit.layer is None:
             return None, True
         layer = LayerRef(hit.layer.digest, hit.layer.diff_id, hit.layer.size, hit.layer.media_type)
@@ -210,3 +214,4 @@ class Solver:
     def _record(self, key: str, made: Made, description: str) -> None:
         layer = made[0] if made is not None else None
         index.record(self.store, key, layer, now=time.time(), description=description)
+        self.used[key] = layer.digest if layer is not None else None

@@ -12,17 +12,19 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from buildkit.builder import Builder, BuildResult
+from buildkit.cache.local import CacheOption, export_cache, import_cache
 from buildkit.context import open_context
 from buildkit.dockerfile import parse_dockerfile
 from buildkit.dockerfile.buildplan import BuildOptions, BuildPlans
 from buildkit.dockerfile.plan import plan_build
-from buildkit.errors import UserError
+from buildkit.errors import FarmError, UserError
 from buildkit.events import Emit
 from buildkit.executor import EngineConfig
 from buildkit.images import split_tag, tag_image
@@ -102,6 +104,8 @@ class LocalBuild:
     jobs: int = 0  # 0: the number of cores
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)
     ssh: Mapping[str, SshSource] = field(default_factory=dict)
+    cache_from: tuple[CacheOption, ...] = ()
+    cache_to: tuple[CacheOption, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ def run_build(
     for tag in request.tags:
         split_tag(tag)  # bad names fail before anything runs
     compression = next((o.compression for o in outputs if o.type != "local"), "gzip")
+    for source in request.cache_from:
+        _import_cache(store, source, warn)
     with open_context(
         request.context, dockerfile=request.dockerfile, stdin=stdin, cwd=request.cwd
     ) as ctx:
@@ -180,7 +186,27 @@ def run_build(
         result = builder.build(plans, ctx)
     for out in outputs:
         _write_output(store, out, result, request.tags, config.source_date_epoch)
+    for target in request.cache_to:
+        try:
+            export_cache(store, result.cache_keys_for(target.mode), Path(target.dest))
+        except FarmError as exc:
+            if not target.ignore_error:
+                raise
+            warn(f"WARNING: --cache-to {target.dest}: {exc}")
     return LocalResult(result, plans, request.tags)
+
+
+def _import_cache(store: Store, source: CacheOption, warn) -> None:  # type: ignore[no-untyped-def]
+    """--cache-from: a missing cache directory is only a warning, as in buildx."""
+    if not Path(source.src).exists():
+        warn(f"WARNING: --cache-from {source.src}: no cache there yet")
+        return
+    try:
+        import_cache(store, Path(source.src), now=time.time())
+    except FarmError as exc:
+        if not source.ignore_error:
+            raise
+        warn(f"WARNING: --cache-from {source.src}: {exc}")
 
 
 def _write_output(

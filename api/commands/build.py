@@ -46,6 +46,20 @@ import click
 )
 @click.option("--no-cache", is_flag=True, help="Do not use the step cache.")
 @click.option(
+    "--cache-to",
+    "cache_to",
+    multiple=True,
+    metavar="type=local,dest=DIR[,mode=max]",
+    help="Export the step cache.",
+)
+@click.option(
+    "--cache-from",
+    "cache_from",
+    multiple=True,
+    metavar="type=local,src=DIR",
+    help="Import a step cache.",
+)
+@click.option(
     "--no-cache-filter", multiple=True, metavar="STAGE", help="Do not use the cache for STAGE."
 )
 @click.option(
@@ -91,6 +105,8 @@ def build(
     tags: tuple[str, ...],
     outputs: tuple[str, ...],
     no_cache: bool,
+    cache_to: tuple[str, ...],
+    cache_from: tuple[str, ...],
     no_cache_filter: tuple[str, ...],
     jobs: int,
     secrets: tuple[str, ...],
@@ -107,6 +123,7 @@ def build(
         _call(call, context, dockerfile, platforms, args, target, stdin)
         return
     from api.progress import make_progress
+    from buildkit.cache.local import parse_cache_option
     from buildkit.platforms import parse_platforms
     from workers.embedded import LocalBuild, parse_output, run_build, write_metadata
     from workers.settings import get_settings
@@ -127,6 +144,8 @@ def build(
         jobs=jobs,
         secrets=_parse_secrets(secrets),
         ssh=_parse_ssh(ssh),
+        cache_from=tuple(parse_cache_option(c, flag="--cache-from") for c in cache_from),
+        cache_to=tuple(parse_cache_option(c, flag="--cache-to") for c in cache_to),
     )
     renderer = make_progress(progress)
     with renderer if hasattr(renderer, "__enter__") else contextlib.nullcontext():
