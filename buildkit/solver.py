@@ -176,34 +176,64 @@ class Solver:
             self.emit(Event("step.start", **common))  # type: ignore[arg-type]
             self.emit(Event("step.done", **common))  # type: ignore[arg-type]
             return self.executor.append(state, step, None)
-        started = time.monotonic()
-        self.emit(Event("step.start", **common))  # type: ignore[arg-type]
+        # A step starts when it begins its work: a hit once the index has it, a
+        # step that runs once it holds a job slot; a step that runs ends (done or
+        # error) before it gives the slot back. With --jobs 1 no two filesystem
+        # steps are ever shown running at once.
+        started = 0.0
+        began = ended = False
+
+        def begin() -> None:
+            nonlocal started, began
+            if not began:
+                began, started = True, time.monotonic()
+                self.emit(Event("step.start", **common))  # type: ignore[arg-type]
+
+        def end(kind: str, text: str = "") -> None:
+            nonlocal ended
+            begin()
+            ended = True
+            self.emit(Event(kind, text=text, duration=time.monotonic() - started, **common))  # type: ignore[arg-type]
+
         try:
             key = step_key(state.key, step, stage.platform, **ctx.key_inputs(step))
             with self.once.claim(key) as done:
                 if key in done:
-                    made, cached = done[key], True
+                    made = done[key]
+                    end("step.cached")
                 else:
-                    hit = self._lookup(key) if use_cache else None
+                    hit = self._lookup(key, begin) if use_cache else None
                     if hit is not None:
-                        made, cached = hit
+                        made, _ = hit
+                        end("step.cached")
                     else:
                         with self.jobs:
-                            made = self.executor.execute(state, step, ctx)
-                        self._record(key, made, common["name"])  # type: ignore[arg-type]
-                        cached = False
+                            if self.cancelled.is_set():
+                                raise BuildCancelled("the build was cancelled")
+                            begin()
+                            try:
+                                made = self.executor.execute(state, step, ctx)
+                                self._record(key, made, common["name"])  # type: ignore[arg-type]
+                            except Exception as exc:
+                                end("step.error", str(exc))
+                                raise
+                            end("step.done")
                     done[key] = made
-        except Exception as exc:
-            self.emit(Event("step.error", text=str(exc), **common))  # type: ignore[arg-type]
+        except BuildCancelled:
             raise
-        kind = "step.cached" if cached else "step.done"
-        self.emit(Event(kind, duration=time.monotonic() - started, **common))  # type: ignore[arg-type]
+        except Exception as exc:
+            if not ended:
+                end("step.error", str(exc))
+            raise
         return self.executor.append(state, step, made, key)
 
-    def _lookup(self, key: str) -> tuple[Made, bool] | None:
+    def _lookup(self, key: str, begin: Callable[[], None]) -> tuple[Made, bool] | None:
+        """A hit (what the step made, its layer unpacked here; True), or None.
+        `begin` is called once it is known to be a hit, before any unpacking."""
         hit = index.lookup(self.store, key, now=time.time())
         if hit is None:
             return None
+        begin()
         self.used[key] = hit.layer.digest if hit.layer is not None else None
         if hit.layer is None:
             return None, True

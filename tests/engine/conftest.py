@@ -26,6 +26,7 @@ from buildkit import binfmt
 from buildkit.events import Event, Recorder
 from buildkit.layers import apply_layer
 from buildkit.platforms import Platform, parse_platform, parse_platforms
+from buildkit.secrets import SecretSource, SshSource
 from buildkit.store.base import read_blob
 from buildkit.store.filesystem import FilesystemStore
 from tests.fixtures.rootfs import busybox_rootfs_tarball
@@ -76,6 +77,8 @@ def write_context(
     (directory / "Dockerfile").write_text(dockerfile)
     for arch in ("amd64", "arm64"):
         target = directory / f"rootfs-{arch}.tar"
+        if target.exists():  # written by an earlier build of the same context
+            continue
         try:
             os.link(busybox_rootfs_tarball(arch), target)
         except OSError:
@@ -182,6 +185,11 @@ def run_context(
     source_date_epoch: str = "",
     dockerfile: str | None = None,
     recorder: Recorder | None = None,
+    no_cache: bool = False,
+    no_cache_filter: tuple[str, ...] | list[str] = (),
+    jobs: int = 0,
+    secrets: Mapping[str, SecretSource] | None = None,
+    ssh: Mapping[str, SshSource] | None = None,
 ) -> Built:
     """Build an existing context dir with FARM_HOME=`home`."""
     need_sandbox()
@@ -196,6 +204,11 @@ def run_context(
         allow=frozenset(allow),
         source_date_epoch=source_date_epoch,
         cwd=context,
+        no_cache=no_cache,
+        no_cache_filter=frozenset(no_cache_filter),
+        jobs=jobs,
+        secrets=dict(secrets or {}),
+        ssh=dict(ssh or {}),
     )
     events = recorder if recorder is not None else Recorder()
     warnings: list[str] = []
@@ -212,11 +225,35 @@ def build(
     context_name: str = "context",
     **opts: Any,
 ) -> Built:
-    """Write a context under `tmp_path` and build it (FARM_HOME `tmp_path/farm-home`)."""
+    """Write a context under `tmp_path` and build it (FARM_HOME `tmp_path/farm-home`).
+
+    Called again with the same `tmp_path` it rebuilds in the same FARM_HOME
+    (and store, and step cache): the Dockerfile and the given files are
+    rewritten, other files of the context stay as they are."""
     context = write_context(tmp_path / context_name, dockerfile, files)
     home = home or tmp_path / "farm-home"
     home.mkdir(exist_ok=True)
     return run_context(context, home, **opts)
+
+
+#: How a step ended: its last event's kind without "step." (done, cached, error).
+Outcome = tuple[str, str, str]
+
+
+def outcomes(built: Built, platform: str = AMD64) -> list[Outcome]:
+    """(stage, step name, done|cached|error) for every step of `platform`
+    that ended, in the order of the Dockerfile."""
+    ends = {"step.done", "step.cached", "step.error"}
+    found: dict[tuple[str, int], tuple[int, Outcome]] = {}
+    for e in built.events.events:
+        if e.platform == platform and e.kind in ends:
+            found[(e.stage, e.step)] = (e.line, (e.stage, e.name, e.kind.removeprefix("step.")))
+    return [outcome for _, outcome in sorted(found.values(), key=lambda pair: pair[0])]
+
+
+def filesystem_step(name: str) -> bool:
+    """Whether a step (by its event name) writes files and so goes through the step cache."""
+    return name.split(" ", 1)[0] in ("RUN", "COPY", "ADD", "WORKDIR")
 
 
 #: The usual first lines: the busybox root of the target architecture.
@@ -272,4 +309,14 @@ def _remove_farm_cgroup_parents() -> Iterator[None]:
             parent.rmdir()
 
 
-__all__ = ["AMD64", "ARM64", "BASE", "Built", "Platform", "build", "run_context"]
+__all__ = [
+    "AMD64",
+    "ARM64",
+    "BASE",
+    "Built",
+    "Platform",
+    "build",
+    "filesystem_step",
+    "outcomes",
+    "run_context",
+]
