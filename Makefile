@@ -34,5 +34,8 @@ demo: setup
 	$(VENV)/bin/farm run --platform linux/amd64 hello:demo
 	$(VENV)/bin/farm run --platform linux/arm64 hello:demo
 
+bench: setup
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info

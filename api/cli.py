@@ -34,9 +34,14 @@ from api.commands.binfmt import binfmt  # noqa: E402
 from api.commands.build import build  # noqa: E402
 from api.commands.images import images, run  # noqa: E402
 from api.commands.prune import prune  # noqa: E402
+from api.commands.registry import inspect, pull, push  # noqa: E402
+from api.commands.serve import serve  # noqa: E402
 
 main.add_command(build)
 main.add_command(binfmt)
 main.add_command(images)
 main.add_command(run)
 main.add_command(prune)
+main.add_command(serve)
+for _command in (pull, push, inspect):
+    main.add_command(_command)

@@ -18,7 +18,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from buildkit.image import (
     Index,
     Manifest,
 )
-from buildkit.images import load_image, local_repository, write_json_blob
+from buildkit.images import find_local_image, load_base_image, write_json_blob
 from buildkit.layers import diff_upperdir
 from buildkit.overlay import merged
 from buildkit.platforms import Platform
@@ -94,8 +94,12 @@ class Builder:
         emit: Emit = discard,
         emulation: binfmt.Status | None = None,
         solve: SolveOptions | None = None,
+        puller: Callable[[str, Platform], object] | None = None,
     ) -> None:
         self.store = store
+        # Called for an image reference no repository of the store holds,
+        # before it is read from the pulled bases (`images.load_base_image`).
+        self.puller = puller
         self.config = config
         self.emit = emit
         self.emulation = emulation
@@ -129,8 +133,12 @@ class Builder:
 
     def _load(self, ref: str, platform: Platform):  # type: ignore[no-untyped-def]
         parsed = parse_reference(ref)
-        repo = local_repository(parsed)
-        return load_image(self.store, repo, parsed.digest or parsed.tag or "latest", platform)
+        image = find_local_image(self.store, parsed, platform)
+        if image is not None:
+            return image
+        if self.puller is not None:
+            self.puller(ref, platform)
+        return load_base_image(self.store, parsed, platform)
 
     # ------------------------------------------------------------ building
 
@@ -237,8 +245,7 @@ class Builder:
             image = self._load(ref, platform)
         except ManifestUnknown as exc:
             raise ManifestUnknown(
-                f"base image {ref}: {exc} (build it first with -t; pulls from registries "
-                "come with the registry client)"
+                f"base image {ref}: {exc} (build it first with -t, or pull it)"
             ) from None
         layers = tuple(
             LayerRef(desc.digest, diff_id, desc.size, desc.media_type)

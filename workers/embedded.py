@@ -3,7 +3,10 @@
 The CLI turns its flags into a `LocalBuild`; `run_build` opens the context,
 plans, builds every platform, then publishes: tags in the store (type=image),
 an OCI archive (type=oci) or a directory (type=local). Tags move last, after
-every blob and manifest is stored.
+every blob and manifest is stored. Base images no repository of the store
+holds are pulled (and remembered under `bases/`; `--pull` asks the registry
+again); tags naming another registry are pushed there with `--push`
+(`type=registry`, `type=image,push=true`), and only warned about without it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,11 +35,15 @@ from buildkit.images import split_tag, tag_image
 from buildkit.layers import apply_layer
 from buildkit.oci_layout import write_oci_archive
 from buildkit.platforms import Platform, host_platform
-from buildkit.reference import normalize
+from buildkit.reference import normalize, parse_reference
+from buildkit.registry.client import RegistryClient, RegistryConfig
+from buildkit.registry.names import names_other_registry
+from buildkit.registry.pull import pull_image
+from buildkit.registry.push import push_image
 from buildkit.secrets import SecretSource, SshSource
 from buildkit.solver import SolveOptions
+from buildkit.store import open_store as open_store_url
 from buildkit.store.base import Store
-from buildkit.store.filesystem import FilesystemStore
 from workers.settings import Settings
 
 
@@ -49,6 +57,7 @@ class Output:
     dest: str = ""
     name: str = ""
     compression: str = "gzip"
+    push: bool = False  # type=image: push names of other registries there
 
 
 def parse_output(text: str) -> Output:
@@ -63,17 +72,17 @@ def parse_output(text: str) -> Output:
             raise OutputError(f"invalid --output {text!r}: {part!r} is not key=value")
         fields[key.strip().lower()] = value.strip()
     kind = fields.pop("type", "")
-    if kind in ("docker", "registry"):
-        raise OutputError(
-            f"--output type={kind} is not supported yet (it comes with the registry client)"
-        )
-    if kind not in ("image", "oci", "local", "tar"):
-        raise OutputError(f"invalid --output {text!r}: type must be image, oci or local")
+    if kind == "docker":
+        raise OutputError("--output type=docker is not supported: there is no Docker daemon")
+    if kind not in ("image", "oci", "local", "tar", "registry"):
+        raise OutputError(f"invalid --output {text!r}: type must be image, registry, oci or local")
+    push = fields.pop("push", "false").lower() in ("true", "1") or kind == "registry"
     out = Output(
-        type="local" if kind == "tar" else kind,
+        type={"tar": "local", "registry": "image"}.get(kind, kind),
         dest=fields.pop("dest", ""),
         name=fields.pop("name", ""),
         compression=fields.pop("compression", "gzip"),
+        push=push,
     )
     if out.compression not in ("gzip", "zstd", "uncompressed"):
         raise OutputError(
@@ -81,7 +90,6 @@ def parse_output(text: str) -> Output:
         )
     if out.type in ("oci", "local") and not out.dest:
         raise OutputError(f"--output type={out.type} needs dest=PATH")
-    fields.pop("push", None)
     if fields:
         raise OutputError(f"unknown --output options: {', '.join(sorted(fields))}")
     return out
@@ -106,6 +114,9 @@ class LocalBuild:
     ssh: Mapping[str, SshSource] = field(default_factory=dict)
     cache_from: tuple[CacheOption, ...] = ()
     cache_to: tuple[CacheOption, ...] = ()
+    pull: bool = False  # ask registries again for bases pulled before
+    push: bool = False  # --push: as --output type=registry
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
 
 @dataclass(frozen=True)
@@ -116,11 +127,11 @@ class LocalResult:
 
 
 def open_store(settings: Settings) -> Store:
-    url = settings.storage_url
-    if url.startswith("file://"):
-        return FilesystemStore(Path(url.removeprefix("file://")))
-    raise UserError(
-        f"FARM_STORAGE={url!r}: only file:// stores are supported yet (S3 comes with the registry issue)"
+    return open_store_url(
+        settings.storage_url,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        s3_path_style=settings.s3_path_style,
     )
 
 
@@ -145,13 +156,68 @@ def run_build(
     stdin: BinaryIO | None = None,
     warn=lambda text: print(text, file=sys.stderr),  # type: ignore[no-untyped-def]
 ) -> LocalResult:
-    store = open_store(settings)
+    with RegistryClient(request.registry) as client:
+        return _run_build(request, settings, emit, stdin, warn, client)
+
+
+def _registry_outputs(request: LocalBuild, warn) -> tuple[Output, ...]:  # type: ignore[no-untyped-def]
+    """The outputs, with --push folded in; tags checked before anything runs,
+    and a warning for each tag of another registry that will not be pushed."""
     outputs = request.outputs or ((Output("image"),) if request.tags else ())
+    if request.push:
+        if any(o.type == "image" for o in outputs):
+            outputs = tuple(
+                Output(o.type, o.dest, o.name, o.compression, o.push or o.type == "image")
+                for o in outputs
+            )
+        else:
+            outputs = (*outputs, Output("image", push=True))
+    pushing = any(o.type == "image" and o.push for o in outputs)
+    for tag in request.tags:
+        if not names_other_registry(tag):
+            split_tag(tag)  # bad names fail before anything runs
+        elif not pushing:
+            warn(f"WARNING: {tag} names another registry ({parse_reference(tag).domain}): "
+                 "without --push the result will only remain in the build cache. "
+                 "Use --push to push it there.")  # fmt: skip
+    if pushing and not any(names_other_registry(n) for n in _names(request.tags, outputs)):
+        warn("WARNING: --push: no tag names another registry (e.g. -t ghcr.io/o/app:1); "
+             "the image is only stored in Farm's store")  # fmt: skip
+    return outputs
+
+
+def _names(tags: tuple[str, ...], outputs: tuple[Output, ...]) -> tuple[str, ...]:
+    return tags or tuple(o.name for o in outputs if o.type == "image" and o.name)
+
+
+def _puller(client: RegistryClient, store: Store, refresh: bool):  # type: ignore[no-untyped-def]
+    """Pull each (reference, platform) once per build (`refresh`: ask the registry again)."""
+    done: set[tuple[str, Platform]] = set()
+    lock = threading.Lock()
+
+    def pull(ref: str, platform: Platform) -> None:
+        with lock:
+            if (ref, platform) in done:
+                return
+            pull_image(client, ref, platform, store, refresh=refresh)
+            done.add((ref, platform))
+
+    return pull
+
+
+def _run_build(
+    request: LocalBuild,
+    settings: Settings,
+    emit: Emit,
+    stdin: BinaryIO | None,
+    warn,  # type: ignore[no-untyped-def]
+    client: RegistryClient,
+) -> LocalResult:
+    store = open_store(settings)
+    outputs = _registry_outputs(request, warn)
     if not outputs:
         warn("WARNING: No output specified: the build result will only remain in the build cache. "
              "Use -t NAME to keep it in the local store, or --output.")  # fmt: skip
-    for tag in request.tags:
-        split_tag(tag)  # bad names fail before anything runs
     compression = next((o.compression for o in outputs if o.type != "local"), "gzip")
     for source in request.cache_from:
         _import_cache(store, source, warn)
@@ -171,7 +237,10 @@ def run_build(
             no_cache_filter=frozenset(s.lower() for s in request.no_cache_filter),
             jobs=request.jobs or os.cpu_count() or 1,
         )
-        builder = Builder(store, config, emit=emit, solve=solve)
+        builder = Builder(
+            store, config, emit=emit, solve=solve,
+            puller=_puller(client, store, request.pull),
+        )  # fmt: skip
         df = parse_dockerfile(ctx.dockerfile_text, path=ctx.dockerfile_name)
         options = BuildOptions(
             target_platforms=request.platforms,
@@ -185,7 +254,7 @@ def run_build(
             warn(message)
         result = builder.build(plans, ctx)
     for out in outputs:
-        _write_output(store, out, result, request.tags, config.source_date_epoch)
+        _write_output(store, out, result, request.tags, config.source_date_epoch, client)
     for target in request.cache_to:
         try:
             export_cache(store, result.cache_keys_for(target.mode), Path(target.dest))
@@ -210,13 +279,22 @@ def _import_cache(store: Store, source: CacheOption, warn) -> None:  # type: ign
 
 
 def _write_output(
-    store: Store, out: Output, result: BuildResult, tags: tuple[str, ...], epoch: int | None
+    store: Store,
+    out: Output,
+    result: BuildResult,
+    tags: tuple[str, ...],
+    epoch: int | None,
+    client: RegistryClient | None = None,
 ) -> None:
     names = tags or ((out.name,) if out.name else ())
     if out.type == "image":
         for name in names:
-            repo, tag = split_tag(name)
-            tag_image(store, repo, tag, result.descriptor, result.children)
+            if not names_other_registry(name):
+                repo, tag = split_tag(name)
+                tag_image(store, repo, tag, result.descriptor, result.children)
+        for name in names:
+            if names_other_registry(name) and out.push and client is not None:
+                push_image(client, store, result.descriptor, result.children, name)
     elif out.type == "oci":
         # index.json names the image in full (docker.io/library/app:1), as BuildKit does.
         name = normalize(names[0]) if names else None

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from api.commands.registry import insecure_option, registry_config
+
 
 @click.command()
 @click.argument("context", default=".", required=False)
@@ -95,6 +97,11 @@ import click
 @click.option(
     "--source-date-epoch", default="", help="Clamp times to this epoch; 'now' keeps real times."
 )
+@click.option("--pull", is_flag=True, help="Ask registries again for base images pulled before.")
+@click.option(
+    "--push", is_flag=True, help="Push tags naming another registry there (type=registry)."
+)
+@insecure_option
 def build(
     context: str,
     dockerfile: str | None,
@@ -115,6 +122,9 @@ def build(
     progress: str,
     metadata_file: str | None,
     source_date_epoch: str,
+    pull: bool,
+    push: bool,
+    insecure_registries: tuple[str, ...],
 ) -> None:
     """Build an image from a Dockerfile and a context (a directory, a tarball, a git URL or -)."""
     args = _parse_build_args(build_args)
@@ -146,6 +156,9 @@ def build(
         ssh=_parse_ssh(ssh),
         cache_from=tuple(parse_cache_option(c, flag="--cache-from") for c in cache_from),
         cache_to=tuple(parse_cache_option(c, flag="--cache-to") for c in cache_to),
+        pull=pull,
+        push=push,
+        registry=registry_config(insecure_registries),
     )
     renderer = make_progress(progress)
     with renderer if hasattr(renderer, "__enter__") else contextlib.nullcontext():

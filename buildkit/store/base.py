@@ -131,6 +131,17 @@ class Store(Protocol):
 
     def delete_tag(self, repo: str, tag: str) -> None: ...
 
+    def delete_manifest(self, repo: str, digest: Digest) -> list[str]:
+        """Remove a revision of `repo` and every tag pointing to it (as registry:2's
+        manifest DELETE does); return those tags. The blob itself stays (the
+        garbage collector's). `ManifestUnknown`/`NameUnknown` when not there."""
+        ...
+
+    def unlink_blob(self, repo: str, digest: Digest) -> bool:
+        """Remove the blob's `_layers` link from `repo` (a registry blob DELETE);
+        False when it was not linked. The blob itself stays."""
+        ...
+
     # ---- Farm's own records (`<root>/farm/<key>.json`)
     def get_json(self, key: str) -> Any | None: ...
 
@@ -141,6 +152,14 @@ class Store(Protocol):
         ...
 
     def delete_json(self, key: str) -> bool: ...
+
+
+@runtime_checkable
+class BlobURLs(Protocol):
+    """Optional for a store: blobs a client may fetch without the API in the way
+    (S3 presigned URLs). The registry redirects large blob GETs there."""
+
+    def blob_url(self, digest: Digest, expires_in: int) -> str: ...
 
 
 def put_bytes(

@@ -297,6 +297,33 @@ class FilesystemStore:
             raise ManifestUnknown(f"manifest unknown: {repo}:{tag}") from None
         shutil.rmtree(tag_dir, ignore_errors=True)
 
+    def delete_manifest(self, repo: str, digest: Digest) -> list[str]:
+        revision = self._revision_link(repo, digest)
+        if not revision.is_file():
+            if not self._repo(repo).is_dir():
+                raise NameUnknown(f"repository name not known to registry: {repo}")
+            raise ManifestUnknown(f"manifest unknown: {repo}@{digest}")
+        removed = []
+        for tag in self.tags(repo):  # tags first: no tag ever names a missing revision
+            with contextlib.suppress(FileNotFoundError, StorageError, ManifestUnknown):
+                if self._read_link(self._tag_dir(repo, tag) / "current" / "link") == digest:
+                    self.delete_tag(repo, tag)
+                    removed.append(tag)
+        revision.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            revision.parent.rmdir()
+        return removed
+
+    def unlink_blob(self, repo: str, digest: Digest) -> bool:
+        link = self._layer_link(repo, digest)
+        try:
+            link.unlink()
+        except FileNotFoundError:
+            return False
+        with contextlib.suppress(OSError):
+            link.parent.rmdir()
+        return True
+
     # ------------------------------------------------------------ Farm's records
 
     def _record(self, key: str) -> Path:

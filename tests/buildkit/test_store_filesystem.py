@@ -23,6 +23,7 @@ from buildkit.image import (
 )
 from buildkit.store.base import NameUnknown, Store, put_bytes, read_blob
 from buildkit.store.filesystem import FilesystemStore
+from tests.buildkit.store_contract import FilesystemHarness, StoreContract
 
 
 @pytest.fixture
@@ -326,3 +327,48 @@ def test_revisions_and_linked_blobs(store):
         store.revisions("nobody")
     with pytest.raises(NameUnknown):
         store.linked_blobs("nobody")
+
+
+# ------------------------------------------------------------ for the registry API's DELETE
+
+
+def test_delete_manifest_removes_the_revision_and_its_tags(store):
+    data = manifest_bytes(store)
+    desc = store.put_manifest("app", data, OCI_MANIFEST)
+    other = store.put_manifest("app", manifest_bytes(store, "y"), OCI_MANIFEST)
+    store.link_manifest("app", desc, "1")
+    store.link_manifest("app", desc, "latest")
+    store.link_manifest("app", other, "2")
+    assert store.delete_manifest("app", desc.digest) == ["1", "latest"]
+    assert store.tags("app") == ["2"]
+    assert store.revisions("app") == [other.digest]
+    for ref in (desc.digest, "1", "latest"):
+        with pytest.raises(ManifestUnknown):
+            store.resolve("app", ref)
+    assert store.has_blob(desc.digest)  # the blob is the garbage collector's
+    with pytest.raises(ManifestUnknown):
+        store.delete_manifest("app", desc.digest)
+    with pytest.raises(NameUnknown):
+        store.delete_manifest("nobody", desc.digest)
+    assert leftovers(store) == []
+
+
+def test_unlink_blob_removes_only_the_repository_link(store):
+    blob = put_bytes(store, b"layer")
+    store.link_blob("a", blob.digest)
+    store.link_blob("b", blob.digest)
+    assert store.unlink_blob("a", blob.digest) is True
+    assert store.unlink_blob("a", blob.digest) is False
+    assert not store.blob_linked("a", blob.digest)
+    assert store.blob_linked("b", blob.digest)
+    assert store.has_blob(blob.digest)
+    assert not (v2(store) / "repositories/a/_layers/sha256" / blob.digest.hex).exists()
+
+
+# ------------------------------------------------------------ the contract every driver keeps
+
+
+class TestFilesystemContract(StoreContract):
+    @pytest.fixture
+    def harness(self, tmp_path) -> FilesystemHarness:
+        return FilesystemHarness(tmp_path / "registry")

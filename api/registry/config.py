@@ -1,0 +1,79 @@
+"""What the settings say about the registry, as one frozen value.
+
+`FARM_API_TOKENS` comes from `workers.settings.Settings`. The registry's own
+rows are read here by `RegistrySettings` (same `FARM_` prefix) until they join
+`Settings`:
+
+| setting | meaning | default |
+| --- | --- | --- |
+| `FARM_REGISTRY_ANONYMOUS_PULL` | repository prefixes anyone may pull (`public,team/docs`; `*` for all) | none |
+| `FARM_REGISTRY_DELETE` | DELETE of manifests, tags and blobs (admin tokens in farm mode) | on |
+| `FARM_REGISTRY_REDIRECT_MIN_SIZE` | blobs this large are redirected to the store's URL (S3 presigned); 0 never | 0 |
+| `FARM_REGISTRY_TOKEN_SECRET` | HMAC key of bearer tokens | derived from `FARM_API_TOKENS` |
+| `FARM_REGISTRY_TOKEN_TTL` | bearer token lifetime, seconds | 300 |
+| `FARM_REGISTRY_REALM` | public URL of the token endpoint | `<request base>/v2/token` |
+| `FARM_REGISTRY_UPLOADS` | blob upload sessions, shared by the API processes | `$FARM_HOME/uploads` |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from api.registry.auth import Role, derive_secret, parse_api_tokens
+from workers.settings import Settings
+
+MAX_MANIFEST_SIZE = 4 << 20  # the spec: registries SHOULD accept at least 4 MiB
+UPLOAD_MAX_AGE = 24 * 3600
+
+
+class RegistrySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
+
+    registry_anonymous_pull: str = ""
+    registry_delete: bool = True
+    registry_redirect_min_size: int = 0
+    registry_token_secret: str = ""
+    registry_token_ttl: int = 300
+    registry_realm: str = ""
+    registry_uploads: Path | None = None
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    tokens: Mapping[str, Role] = field(default_factory=dict)  # empty: no auth at all
+    anonymous_pull: tuple[str, ...] = ()
+    delete_enabled: bool = True
+    redirect_min_size: int = 0
+    token_secret: bytes = b""
+    token_ttl: int = 300
+    realm: str = ""
+    service: str = "farm"
+    uploads_dir: Path = Path("uploads")
+    upload_max_age: int = UPLOAD_MAX_AGE
+    max_manifest_size: int = MAX_MANIFEST_SIZE
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.tokens)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, registry: RegistrySettings | None = None
+    ) -> RegistryConfig:
+        registry = registry or RegistrySettings()
+        tokens = parse_api_tokens(settings.api_tokens)
+        prefixes = (p.strip().strip("/") for p in registry.registry_anonymous_pull.split(","))
+        return cls(
+            tokens=tokens,
+            anonymous_pull=tuple(p for p in prefixes if p),
+            delete_enabled=registry.registry_delete,
+            redirect_min_size=max(0, registry.registry_redirect_min_size),
+            token_secret=registry.registry_token_secret.encode() or derive_secret(tokens),
+            token_ttl=registry.registry_token_ttl,
+            realm=registry.registry_realm,
+            uploads_dir=registry.registry_uploads or settings.home / "uploads",
+        )

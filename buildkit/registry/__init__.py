@@ -1,0 +1,12 @@
+"""Other registries: a client for the OCI distribution API, pulls of base
+images and pushes of built images.
+
+    auth.py         WWW-Authenticate challenges, Basic headers, token scopes (pure)
+    credentials.py  credentials by registry host: docker's config.json, or given (pure)
+    client.py       `RegistryClient`: httpx, auth flow, retries, digest checks
+    pull.py         `pull_image`: a reference into the store, remembered under `bases/`
+    push.py         `push_image`: blobs, manifests, the index, the tag last
+
+Nothing here reads the environment or the user's home: the caller (the CLI,
+a worker) says which config file to read and which hosts are insecure.
+"""
