@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     token: str = ""
     worker_native_platforms: str = ""
     worker_emulated_platforms: str = ""
+    # The registry API (api/registry/config.py says what each means).
+    registry_anonymous_pull: str = ""
+    registry_delete: bool = True
+    registry_redirect_min_size: int = 0
+    registry_token_secret: str = ""
+    registry_token_ttl: int = 300
+    registry_realm: str = ""
+    registry_uploads: Path | None = None
 
     @property
     def storage_url(self) -> str:

@@ -1,8 +1,7 @@
 """What the settings say about the registry, as one frozen value.
 
-`FARM_API_TOKENS` comes from `workers.settings.Settings`. The registry's own
-rows are read here by `RegistrySettings` (same `FARM_` prefix) until they join
-`Settings`:
+All of them are read by `workers.settings.Settings` with the rest of Farm's
+settings; `RegistryConfig.from_settings` turns them into one frozen value:
 
 | setting | meaning | default |
 | --- | --- | --- |
@@ -21,25 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from api.registry.auth import Role, derive_secret, parse_api_tokens
 from workers.settings import Settings
 
 MAX_MANIFEST_SIZE = 4 << 20  # the spec: registries SHOULD accept at least 4 MiB
 UPLOAD_MAX_AGE = 24 * 3600
-
-
-class RegistrySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
-
-    registry_anonymous_pull: str = ""
-    registry_delete: bool = True
-    registry_redirect_min_size: int = 0
-    registry_token_secret: str = ""
-    registry_token_ttl: int = 300
-    registry_realm: str = ""
-    registry_uploads: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -61,10 +46,8 @@ class RegistryConfig:
         return bool(self.tokens)
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, registry: RegistrySettings | None = None
-    ) -> RegistryConfig:
-        registry = registry or RegistrySettings()
+    def from_settings(cls, settings: Settings) -> RegistryConfig:
+        registry = settings
         tokens = parse_api_tokens(settings.api_tokens)
         prefixes = (p.strip().strip("/") for p in registry.registry_anonymous_pull.split(","))
         return cls(

@@ -12,7 +12,7 @@ import pytest
 
 from api.app import create_app
 from api.registry.auth import sign_token
-from api.registry.config import RegistryConfig, RegistrySettings
+from api.registry.config import RegistryConfig
 from buildkit.digest import Digest
 from buildkit.store.filesystem import FilesystemStore
 from tests.api.registry.conftest import ProcessServer, Registry, ThreadServer, codes, push_image
@@ -24,10 +24,8 @@ TOKENS = "pushtok,pulltok:pull,admintok:admin"
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory) -> Iterator[Registry]:  # type: ignore[no-untyped-def]
     home = tmp_path_factory.mktemp("farm") / "home"
-    settings = Settings(home=home, api_tokens=TOKENS)
-    config = RegistryConfig.from_settings(
-        settings, RegistrySettings(registry_anonymous_pull="public, team/docs/")
-    )
+    settings = Settings(home=home, api_tokens=TOKENS, registry_anonymous_pull="public, team/docs/")
+    config = RegistryConfig.from_settings(settings)
     store = FilesystemStore(home / "registry")
     with ThreadServer(create_app(settings, store=store, config=config)) as server:
         yield Registry(server.url, store, home)
