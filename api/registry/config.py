@@ -47,16 +47,15 @@ class RegistryConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RegistryConfig:
-        registry = settings
         tokens = parse_api_tokens(settings.api_tokens)
-        prefixes = (p.strip().strip("/") for p in registry.registry_anonymous_pull.split(","))
+        prefixes = (p.strip().strip("/") for p in settings.registry_anonymous_pull.split(","))
         return cls(
             tokens=tokens,
             anonymous_pull=tuple(p for p in prefixes if p),
-            delete_enabled=registry.registry_delete,
-            redirect_min_size=max(0, registry.registry_redirect_min_size),
-            token_secret=registry.registry_token_secret.encode() or derive_secret(tokens),
-            token_ttl=registry.registry_token_ttl,
-            realm=registry.registry_realm,
-            uploads_dir=registry.registry_uploads or settings.home / "uploads",
+            delete_enabled=settings.registry_delete,
+            redirect_min_size=max(0, settings.registry_redirect_min_size),
+            token_secret=settings.registry_token_secret.encode() or derive_secret(tokens),
+            token_ttl=settings.registry_token_ttl,
+            realm=settings.registry_realm,
+            uploads_dir=settings.registry_uploads or settings.home / "uploads",
         )
