@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from buildkit.builder import Builder, BuildResult
 from buildkit.cache.local import CacheOption, export_cache, import_cache
+from buildkit.cache.registry import export_cache_to_registry, import_cache_from_registry
 from buildkit.context import open_context
 from buildkit.dockerfile import parse_dockerfile
 from buildkit.dockerfile.buildplan import BuildOptions, BuildPlans
@@ -220,7 +221,7 @@ def _run_build(
              "Use -t NAME to keep it in the local store, or --output.")  # fmt: skip
     compression = next((o.compression for o in outputs if o.type != "local"), "gzip")
     for source in request.cache_from:
-        _import_cache(store, source, warn)
+        _import_cache(store, source, warn, client)
     with open_context(
         request.context, dockerfile=request.dockerfile, stdin=stdin, cwd=request.cwd
     ) as ctx:
@@ -257,25 +258,36 @@ def _run_build(
         _write_output(store, out, result, request.tags, config.source_date_epoch, client)
     for target in request.cache_to:
         try:
-            export_cache(store, result.cache_keys_for(target.mode), Path(target.dest))
+            keys = result.cache_keys_for(target.mode)
+            if target.type == "registry":
+                export_cache_to_registry(store, keys, client, target.ref)
+            else:
+                export_cache(store, keys, Path(target.dest))
         except FarmError as exc:
             if not target.ignore_error:
                 raise
-            warn(f"WARNING: --cache-to {target.dest}: {exc}")
+            warn(f"WARNING: --cache-to {target.where}: {exc}")
     return LocalResult(result, plans, request.tags)
 
 
-def _import_cache(store: Store, source: CacheOption, warn) -> None:  # type: ignore[no-untyped-def]
-    """--cache-from: a missing cache directory is only a warning, as in buildx."""
-    if not Path(source.src).exists():
+def _import_cache(store: Store, source: CacheOption, warn, client: RegistryClient) -> None:  # type: ignore[no-untyped-def]
+    """--cache-from: a missing cache (directory, or manifest in the registry)
+    is only a warning, as in buildx. A registry cache is read with the build's
+    client: the same credentials and insecure hosts as pulls and pushes."""
+    if source.type == "local" and not Path(source.src).exists():
         warn(f"WARNING: --cache-from {source.src}: no cache there yet")
         return
     try:
-        import_cache(store, Path(source.src), now=time.time())
+        if source.type == "registry":
+            got = import_cache_from_registry(store, client, source.ref, now=time.time())
+            if got.warning:
+                warn(f"WARNING: --cache-from {source.ref}: {got.warning}")
+        else:
+            import_cache(store, Path(source.src), now=time.time())
     except FarmError as exc:
         if not source.ignore_error:
             raise
-        warn(f"WARNING: --cache-from {source.src}: {exc}")
+        warn(f"WARNING: --cache-from {source.where}: {exc}")
 
 
 def _write_output(

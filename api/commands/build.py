@@ -51,15 +51,15 @@ from api.commands.registry import insecure_option, registry_config
     "--cache-to",
     "cache_to",
     multiple=True,
-    metavar="type=local,dest=DIR[,mode=max]",
-    help="Export the step cache.",
+    metavar="type=local,dest=DIR|type=registry,ref=REF[,mode=max]",
+    help="Export the step cache (to a directory or a registry).",
 )
 @click.option(
     "--cache-from",
     "cache_from",
     multiple=True,
-    metavar="type=local,src=DIR",
-    help="Import a step cache.",
+    metavar="type=local,src=DIR|type=registry,ref=REF",
+    help="Import a step cache (from a directory or a registry).",
 )
 @click.option(
     "--no-cache-filter", multiple=True, metavar="STAGE", help="Do not use the cache for STAGE."

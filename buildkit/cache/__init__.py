@@ -5,6 +5,8 @@
   reads: the only I/O of a key);
 - `index`: `lookup`, `record`, `list_records`, `delete_record` (JSON records
   under `cache/` in the store, so a shared store is a shared cache).
+- `local`, `registry`: `--cache-to`/`--cache-from` in a directory or a
+  registry (`options` parses the flags; `artifact` is the cache manifest both use).
 
 A hit gives a layer blob; `buildkit.snapshots.Snapshots.layer` turns it into
 an overlay lower directory on a machine that does not have it yet.

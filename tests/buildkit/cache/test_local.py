@@ -1,4 +1,4 @@
-"""The step cache in a local directory: export, import, merge, corruption, options."""
+"""The step cache in a local directory: export, import, merge, corruption (options: test_options.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from buildkit.cache.index import CachedLayer
 from buildkit.cache.local import (
     CACHE_ARTIFACT_TYPE,
     CacheError,
-    CacheOption,
     export_cache,
     import_cache,
-    parse_cache_option,
 )
 from buildkit.digest import Digest
 from buildkit.image import OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, parse_index, parse_manifest
@@ -144,36 +142,3 @@ def test_import_keeps_a_usable_record_already_there(tmp_path):
     result = import_cache(two, out, now=4000.0)
     assert result.records == ()
     assert index.list_records(two) == [mine]
-
-
-@pytest.mark.parametrize(
-    ("text", "flag", "want"),
-    [
-        ("type=local,dest=out", "--cache-to", CacheOption("local", dest="out")),
-        ("type=local,dest=out,mode=max", "--cache-to", CacheOption("local", dest="out", mode="max")),
-        ("type=local,src=in", "--cache-from", CacheOption("local", src="in")),
-        ("type=local, src=in ,ignore-error=true", "", CacheOption("local", src="in", ignore_error=True)),
-    ],
-)  # fmt: skip
-def test_parse_cache_option(text, flag, want):
-    assert parse_cache_option(text, flag=flag) == want
-
-
-@pytest.mark.parametrize(
-    ("text", "flag", "match"),
-    [
-        ("type=registry,ref=r/app:cache", "--cache-to", "registry client"),
-        ("r/app:cache", "--cache-from", "registry client"),
-        ("type=gha", "--cache-to", "type=gha is not supported"),
-        ("type=floppy,dest=x", "--cache-to", "type must be local.*'floppy'"),
-        ("dest=x", "--cache-to", "type must be local"),
-        ("type=local,dest=x,mode=all", "--cache-to", "mode 'all'"),
-        ("type=local,dest=x,colour=red", "--cache-to", "unknown --cache-to options: colour"),
-        ("type=local,src=x", "--cache-to", "needs dest=DIR"),
-        ("type=local,dest=x", "--cache-from", "needs src=DIR"),
-        ("type=local,dest", "--cache-to", "'dest' is not key=value"),
-    ],
-)
-def test_parse_cache_option_errors(text, flag, match):
-    with pytest.raises(CacheError, match=match):
-        parse_cache_option(text, flag=flag)
