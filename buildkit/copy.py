@@ -35,6 +35,7 @@ import os
 import posixpath
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,12 +166,17 @@ class CopyJob:
         os.utime(host, ns=(stamp, stamp))
         self.written.append(target)
 
-    def _copy_tree(self, src_dir: Path, dst_dir: Path, rel: str, image_dir: str) -> None:
+    def _copy_tree(
+        self, src_dir: Path | str, dst_dir: Path | str, rel: str, image_dir: str
+    ) -> None:
+        # Strings, not Paths, and one lstat per side: this runs for every entry.
+        src_prefix = _prefix(src_dir)
+        dst_prefix = _prefix(dst_dir)
         with os.scandir(src_dir) as it:
             names = sorted(entry.name for entry in it)
         for name in names:
             child_rel = f"{rel}/{name}" if rel else name
-            src = src_dir / name
+            src = src_prefix + name
             info = os.lstat(src)
             is_dir = stat.S_ISDIR(info.st_mode)
             if self.excludes is not None and self.excludes.matches(child_rel):
@@ -178,21 +184,29 @@ class CopyJob:
                     continue
                 if not self._has_included(src, child_rel):
                     continue
-            dst = dst_dir / name
+            dst = dst_prefix + name
             image_path = posixpath.join(image_dir, name)
+            try:
+                existing: os.stat_result | None = os.lstat(dst)
+            except FileNotFoundError:
+                existing = None
+            # A symlink is never a directory here: it is replaced, not entered.
+            dst_is_dir = existing is not None and stat.S_ISDIR(existing.st_mode)
             if is_dir:
-                if os.path.lexists(dst) and not (os.path.isdir(dst) and not os.path.islink(dst)):
+                if existing is not None and not dst_is_dir:
                     raise CopyError(f"cannot copy to non-directory: {image_path}")
-                if not os.path.lexists(dst):
+                if existing is None:
                     os.mkdir(dst, 0o700)
                 self._copy_tree(src, dst, child_rel, image_path)
                 self._meta(dst, info, is_dir=True)
             else:
-                if os.path.isdir(dst) and not os.path.islink(dst):
+                if dst_is_dir:
                     raise CopyError(f"cannot copy file {child_rel} onto directory {image_path}")
-                self._write(src, info, dst, image_path)
+                if existing is not None:
+                    os.unlink(dst)
+                self._write(src, info, dst, image_path, removed=True)
 
-    def _has_included(self, src_dir: Path, rel: str) -> bool:
+    def _has_included(self, src_dir: Path | str, rel: str) -> bool:
         assert self.excludes is not None
         with os.scandir(src_dir) as it:
             for entry in it:
@@ -205,18 +219,31 @@ class CopyJob:
                     return True
         return False
 
-    def _write(self, src: Path, info: os.stat_result, dst: Path, image_path: str) -> None:
-        """Create `dst` (whose parent is a real directory) as a copy of the non-directory `src`."""
-        _remove(dst)
+    def _write(
+        self,
+        src: Path | str,
+        info: os.stat_result,
+        dst: Path | str,
+        image_path: str,
+        *,
+        removed: bool = False,
+    ) -> None:
+        """Create `dst` (whose parent is a real directory) as a copy of the non-directory `src`.
+
+        `removed`: the caller has made sure nothing is at `dst`."""
+        if not removed:
+            _remove(dst)
         mode = info.st_mode
         key = (info.st_dev, info.st_ino)
         if stat.S_ISREG(mode) and info.st_nlink > 1 and key in self._links:
             os.link(self._links[key], dst, follow_symlinks=False)
             return
         if stat.S_ISREG(mode):
-            _copy_file(src, dst)
+            # Owner, mode and times set through the new file's descriptor.
+            _copy_file(src, dst, lambda fd: self._fd_meta(fd, info))
             if info.st_nlink > 1:
-                self._links[key] = dst
+                self._links[key] = Path(dst)
+            return
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(src), dst)
         elif stat.S_ISFIFO(mode):
@@ -229,13 +256,15 @@ class CopyJob:
             return  # sockets and the like are not copied
         self._meta(dst, info, is_dir=False)
 
-    def _meta(self, dst: Path, info: os.stat_result, *, is_dir: bool) -> None:
+    def _owner(self, info: os.stat_result) -> tuple[int, int]:
         if self.owner is not None:
-            uid, gid = self.owner
-        elif self.preserve_owner:
-            uid, gid = info.st_uid, info.st_gid
-        else:
-            uid, gid = 0, 0
+            return self.owner
+        if self.preserve_owner:
+            return info.st_uid, info.st_gid
+        return 0, 0
+
+    def _meta(self, dst: Path | str, info: os.stat_result, *, is_dir: bool) -> None:
+        uid, gid = self._owner(info)
         os.lchown(dst, uid, gid)
         if not stat.S_ISLNK(info.st_mode):
             bits = stat.S_IMODE(info.st_mode)
@@ -243,8 +272,23 @@ class CopyJob:
         mtime = info.st_mtime_ns
         os.utime(dst, ns=(mtime, mtime), follow_symlinks=False)
 
+    def _fd_meta(self, fd: int, info: os.stat_result) -> None:
+        """`_meta` for a regular file open at `fd`, after its data is written."""
+        uid, gid = self._owner(info)
+        os.fchown(fd, uid, gid)
+        bits = stat.S_IMODE(info.st_mode)
+        os.fchmod(fd, self.mode_fn(bits, False) if self.mode_fn else bits)  # after chown
+        mtime = info.st_mtime_ns
+        os.utime(fd, ns=(mtime, mtime))
 
-def _remove(path: Path) -> None:
+
+def _prefix(directory: Path | str) -> str:
+    """`directory` as a string ending in `/`, to append a name to."""
+    text = os.fspath(directory)
+    return text if text.endswith("/") else text + "/"
+
+
+def _remove(path: Path | str) -> None:
     """Remove a non-directory at `path`, if any (never following a symlink)."""
     try:
         info = os.lstat(path)
@@ -254,10 +298,16 @@ def _remove(path: Path) -> None:
         os.unlink(path)
 
 
-def _copy_file(src: Path, dst: Path) -> None:
+def _copy_file(
+    src: Path | str, dst: Path | str, finish: Callable[[int], None] | None = None
+) -> None:
+    """Copy the regular file `src` to the new file `dst`; `finish(fd)` runs on
+    the new file's descriptor once its data is written."""
     fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd_out = os.open(
+            dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
         try:
             size = os.fstat(fd_in).st_size
             offset = 0
@@ -266,6 +316,8 @@ def _copy_file(src: Path, dst: Path) -> None:
                 if sent == 0:
                     break
                 offset += sent
+            if finish is not None:
+                finish(fd_out)
         finally:
             os.close(fd_out)
     finally:

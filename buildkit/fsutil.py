@@ -58,38 +58,49 @@ def resolve_in_root(root: Path | str, path: str, *, follow_last: bool = True) ->
     not exist are appended as written, after `..` in them is applied.
     """
     root_path = Path(root)
-    todo = [part for part in path.split("/") if part not in ("", ".")]
+    host = _resolve(os.fspath(root_path), path, follow_last)
+    return Path(host) if host is not None else root_path
+
+
+def _resolve(root: str, path: str, follow_last: bool) -> str | None:
+    """`resolve_in_root` on strings: the host path, or None for the root itself.
+
+    `root` must be clean (as `os.fspath(Path(root))` gives it). Kept free of
+    pathlib: it runs once or more per entry of a COPY or an archive.
+    """
+    if root == "/":
+        root = ""  # so that children are `/x`, not `//x`
+    todo = [part for part in path.split("/") if part and part != "."]
     todo.reverse()  # a stack: the next component is todo[-1]
-    done: list[str] = []
+    hosts: list[str] = []  # hosts[i]: the host path of the first i+1 components done
     links = 0
+    lstat = os.lstat
     while todo:
         part = todo.pop()
-        if part in ("", "."):
-            continue
         if part == "..":
-            if done:
-                done.pop()
+            if hosts:
+                hosts.pop()
             continue
-        candidate = root_path.joinpath(*done, part)
-        is_last = not todo
+        candidate = (hosts[-1] if hosts else root) + "/" + part
         try:
-            info = os.lstat(candidate)
+            info = lstat(candidate)
         except FileNotFoundError:
-            done.append(part)
+            hosts.append(candidate)
             continue
         except NotADirectoryError as exc:
-            raise PathResolutionError(f"{path}: /{'/'.join(done)} is not a directory") from exc
-        if not stat.S_ISLNK(info.st_mode) or (is_last and not follow_last):
-            done.append(part)
+            done = "/".join(h.rsplit("/", 1)[1] for h in hosts)
+            raise PathResolutionError(f"{path}: /{done} is not a directory") from exc
+        if not stat.S_ISLNK(info.st_mode) or (not todo and not follow_last):
+            hosts.append(candidate)
             continue
         links += 1
         if links > MAX_SYMLINKS:
             raise PathResolutionError(f"{path}: too many levels of symbolic links")
         target = os.readlink(candidate)
         if target.startswith("/"):
-            done = []
-        todo.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
-    return root_path.joinpath(*done)
+            hosts = []
+        todo.extend(reversed([p for p in target.split("/") if p and p != "."]))
+    return hosts[-1] if hosts else None
 
 
 def mkdir_all(
@@ -108,18 +119,34 @@ def mkdir_all(
     Created directories get `mode` exactly (no umask), `uid:gid` and, when
     given, `mtime_ns`.
     """
-    root_path = Path(root)
-    created: list[Path] = []
+    root_s = os.fspath(Path(root))
+    created = [Path(p) for p in _mkdir_all(root_s, path, mode, uid, gid)]
+    if mtime_ns is not None:
+        for host in created:
+            os.utime(host, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+    return created
+
+
+def _mkdir_all(root: str, path: str, mode: int, uid: int, gid: int) -> list[str]:
+    """`mkdir_all` on strings (no mtimes): the host paths created."""
+    if root == "/":
+        root = ""
+    created: list[str] = []
+    known: set[str] = set()  # host directories this call has seen (or made) as directories
     current = "/"
     for part in clean_abs(path).split("/"):
         if not part:
             continue
         current = posixpath.join(current, part)
-        host = resolve_in_root(root_path, current)
+        host = _resolve(root, current, True)
+        if host is None:
+            continue
         # Walk the resolved path: a symlink may point at several missing levels.
-        step = root_path
-        for name in host.relative_to(root_path).parts:
-            step = step / name
+        step = root
+        for name in host[len(root) + 1 :].split("/"):
+            step = step + "/" + name
+            if step in known:
+                continue
             try:
                 info = os.lstat(step)
             except FileNotFoundError:
@@ -127,12 +154,11 @@ def mkdir_all(
                 os.lchown(step, uid, gid)
                 os.chmod(step, mode)
                 created.append(step)
+                known.add(step)
                 continue
             if not stat.S_ISDIR(info.st_mode):
                 raise PathResolutionError(f"cannot create directory {current}: a file exists there")
-    if mtime_ns is not None:
-        for host in created:
-            os.utime(host, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+            known.add(step)
     return created
 
 

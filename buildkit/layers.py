@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import shutil
 import stat
 import struct
 import tarfile
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,10 @@ _OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 # xattrs a layer may not set on a snapshot: overlayfs' own (they would steer a
 # later overlay mount) and the host's SELinux labels.
 _REFUSED_XATTR_PREFIXES = (*_OVERLAY_XATTR_PREFIXES, "security.selinux")
+# Layer writing: tar bytes are compressed in chunks of at least this size,
+# with at most this many chunks waiting for the compressing thread.
+_BATCH = 1 << 20
+_QUEUED = 4
 
 
 class InvalidLayer(UserError):
@@ -83,7 +89,15 @@ class Layer:
 
 
 class _Sink:
-    """Tar bytes in; diff_id hash, compression, blob hash and `out` in one pass."""
+    """Tar bytes in; diff_id hash, compression, blob hash and `out` in one pass.
+
+    Small writes (headers, padding, small files) are gathered into chunks of
+    `_BATCH` bytes before they are hashed and compressed: the compressed
+    bytes do not depend on how the input is split, only the per-call Python
+    overhead does. Compression and the blob's hash and writes run in a
+    helper thread (zlib, zstd and hashlib release the GIL) while the tree is
+    walked and read; `finish` or `close` joins it.
+    """
 
     def __init__(self, out: IO[bytes], compression: Compression) -> None:
         if compression not in MEDIA_TYPES:
@@ -92,19 +106,26 @@ class _Sink:
         self.diff, self.blob = DigestWriter(), DigestWriter()
         self._crc = 0
         self._gzip = self._zstd = None
+        self._buf = bytearray()
+        self._queue: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         if compression == "gzip":
             self._gzip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
             self._emit(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
         elif compression == "zstd":
             self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0).compressobj()
+        if compression != "none":
+            self._queue = queue.Queue(maxsize=_QUEUED)
+            self._thread = threading.Thread(target=self._work, name="layer-compress", daemon=True)
+            self._thread.start()
 
     def _emit(self, data: bytes) -> None:
         if data:
             self.blob.update(data)
             self.out.write(data)
 
-    def write(self, data: bytes) -> None:
-        self.diff.update(data)
+    def _compress(self, data: bytes) -> None:
         if self._gzip is not None:
             self._crc = zlib.crc32(data, self._crc)
             self._emit(self._gzip.compress(data))
@@ -113,8 +134,53 @@ class _Sink:
         else:
             self._emit(data)
 
+    def _work(self) -> None:
+        assert self._queue is not None
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._compress(data)
+                except BaseException as exc:  # handed to the writing thread
+                    self._error = exc
+
+    def _push(self, data: bytes) -> None:
+        self.diff.update(data)
+        if self._queue is None:
+            self._compress(data)
+            return
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+
+    def write(self, data: bytes) -> None:
+        buf = self._buf
+        if len(data) >= _BATCH and not buf:
+            self._push(data)
+            return
+        buf += data
+        if len(buf) >= _BATCH:
+            self._push(bytes(buf))
+            buf.clear()
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            assert self._queue is not None
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = self._queue = None
+
+    def close(self) -> None:
+        """Stop the helper thread (after an error: `finish` does it otherwise)."""
+        self._stop()
+
     def finish(self) -> Layer:
         self.write(b"\0" * (2 * tarfile.BLOCKSIZE))
+        if self._buf:
+            self._push(bytes(self._buf))
+            self._buf.clear()
+        self._stop()
+        if self._error is not None:
+            raise self._error
         if self._gzip is not None:
             self._emit(self._gzip.flush())
             self._emit(struct.pack("<II", self._crc, self.diff.size & 0xFFFFFFFF))
@@ -132,11 +198,12 @@ class _Sink:
 # ------------------------------------------------------------ writing
 
 
-def _xattrs(path: str, keep: tuple[str, ...]) -> dict[str, bytes]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}
+def _xattrs(path: str, keep: tuple[str, ...], names: list[str] | None = None) -> dict[str, bytes]:
+    if names is None:
+        try:
+            names = os.listxattr(path, follow_symlinks=False)
+        except OSError:
+            return {}
     found = {}
     for name in sorted(names):
         if name.startswith(_OVERLAY_XATTR_PREFIXES):
@@ -147,13 +214,25 @@ def _xattrs(path: str, keep: tuple[str, ...]) -> dict[str, bytes]:
     return found
 
 
-def _overlay_xattr(path: str, name: str) -> bytes | None:
+def _overlay_xattr(path: str, name: str, names: list[str] | None = None) -> bytes | None:
+    """overlayfs' xattr `name` (trusted. or user.), if set; `names` is what
+    listxattr gave, when it could: only the names it lists are read."""
     for prefix in _OVERLAY_XATTR_PREFIXES:
+        if names is not None and prefix + name not in names:
+            continue
         try:
             return os.getxattr(path, prefix + name, follow_symlinks=False)
         except OSError:
             continue
     return None
+
+
+def _list_xattrs(path: str) -> list[str] | None:
+    """The xattr names of `path` (not followed), None when they cannot be listed."""
+    try:
+        return os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return None
 
 
 class _Writer:
@@ -185,21 +264,24 @@ class _Writer:
     def entry(self, path: str, rel: str, name: str) -> None:
         st = os.lstat(path)
         mode = st.st_mode
-        if self.overlay and self._is_whiteout(path, st):
+        # One listxattr per entry; the overlay checks and kept xattrs read
+        # only names it lists (each of them a getxattr before).
+        names = _list_xattrs(path)
+        if self.overlay and self._is_whiteout(path, st, names):
             self.marker(rel[: len(rel) - len(name)] + WHITEOUT_PREFIX + name, st)
             return
         if stat.S_ISSOCK(mode):
             return
         if self.overlay:
             for bad in ("redirect", "metacopy"):
-                if _overlay_xattr(path, bad) is not None:
+                if _overlay_xattr(path, bad, names) is not None:
                     raise StorageError(
                         f"{path}: overlayfs {bad} xattr; mount with redirect_dir=off,metacopy=off"
                     )
         info = tarfile.TarInfo(rel)
         info.mode, info.uid, info.gid = stat.S_IMODE(mode), st.st_uid, st.st_gid
         info.mtime = self._mtime(st)
-        xattrs = _xattrs(path, self.keep)
+        xattrs = _xattrs(path, self.keep, names) if names else {}
         key = (st.st_dev, st.st_ino)
         if not stat.S_ISDIR(mode) and st.st_nlink > 1 and key in self.links:
             info.type, info.linkname = tarfile.LNKTYPE, self.links[key]
@@ -210,7 +292,7 @@ class _Writer:
         if stat.S_ISDIR(mode):
             info.type = tarfile.DIRTYPE
             self.header(info, xattrs)
-            if self.overlay and _overlay_xattr(path, "opaque") == b"y":
+            if self.overlay and _overlay_xattr(path, "opaque", names) == b"y":
                 self.marker(rel + "/" + OPAQUE_MARKER, st)
             self.walk(path, rel + "/")
         elif stat.S_ISREG(mode):
@@ -228,14 +310,14 @@ class _Writer:
             info.type = tarfile.FIFOTYPE
             self.header(info, xattrs)
 
-    def _is_whiteout(self, path: str, st: os.stat_result) -> bool:
+    def _is_whiteout(self, path: str, st: os.stat_result, names: list[str] | None) -> bool:
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
             return True
         # Newer kernels can also mark a whiteout with an xattr on an empty file.
         return (
             stat.S_ISREG(st.st_mode)
             and st.st_size == 0
-            and _overlay_xattr(path, "whiteout") is not None
+            and _overlay_xattr(path, "whiteout", names) is not None
         )
 
     def _data(self, path: str, size: int) -> None:
@@ -260,8 +342,11 @@ def _write_layer(
     xattrs: tuple[str, ...],
 ) -> Layer:
     sink = _Sink(out, compression)
-    _Writer(sink, epoch, overlay, xattrs).walk(os.fspath(root), "")
-    return sink.finish()
+    try:
+        _Writer(sink, epoch, overlay, xattrs).walk(os.fspath(root), "")
+        return sink.finish()
+    finally:
+        sink.close()
 
 
 def diff_upperdir(

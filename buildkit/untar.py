@@ -27,6 +27,7 @@ not use `extractall` at all.
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import shutil
@@ -85,82 +86,176 @@ def extract_archive(
     archive_name: str = "archive",
 ) -> list[str]:
     """Unpack `tar` into the image directory `dest_dir`; return the image paths written."""
-    root = Path(dest_root)
-    dir_uid, dir_gid = owner or (0, 0)
-    mkdir_all(root, dest_dir, uid=dir_uid, gid=dir_gid)
-    written: list[str] = []
-    dir_times: list[tuple[Path, int]] = []
-    for member in tar:
-        rel = _inside(member.name, archive_name, "entry")
-        image_path = posixpath.normpath(posixpath.join(dest_dir, rel))
-        if rel != ".":
-            mkdir_all(root, posixpath.dirname(image_path), uid=dir_uid, gid=dir_gid)
-        host = resolve_in_root(root, image_path, follow_last=False)
-        _make(tar, member, host, rel, root, dest_dir, archive_name)
-        if not os.path.lexists(host):
-            continue  # skipped: a device node without root, an unknown type
-        uid, gid = owner or (member.uid, member.gid)
-        os.lchown(host, uid, gid)
-        if not member.issym():
-            os.chmod(host, member.mode & 0o7777)
-        mtime_ns = int(member.mtime) * 1_000_000_000
-        if member.isdir():
-            dir_times.append((host, mtime_ns))
-        else:
+    return _Extraction(tar, dest_root, dest_dir, owner, archive_name).run()
+
+
+class _Extraction:
+    """One archive's extraction.
+
+    Parent directories are resolved inside the root once and remembered
+    (`self.dirs`: image directory → host directory). A remembered answer
+    stays right as long as nothing on the walk that produced it changes: this
+    extraction only adds entries, and an entry that did not exist cannot be
+    on the walk of a directory that did. So the memory is dropped whenever an
+    existing symlink or directory is replaced (a symlink followed or a
+    directory walked through may be one of them); replacing a file or a
+    device node cannot change a walk, since walks only pass directories and
+    symlinks.
+    """
+
+    def __init__(
+        self,
+        tar: tarfile.TarFile,
+        dest_root: Path | str,
+        dest_dir: str,
+        owner: tuple[int, int] | None,
+        archive_name: str,
+    ) -> None:
+        self.tar = tar
+        self.root = Path(dest_root)
+        self.root_s = os.fspath(self.root)
+        self.dest_dir = dest_dir
+        self.owner = owner
+        self.archive = archive_name
+        self.dirs: dict[str, str] = {}
+        # Plain (uncompressed) archives in a file: member data is copied by
+        # the kernel from its offset, never through Python.
+        raw = tar.fileobj
+        self.raw_fd = raw.fileno() if isinstance(raw, io.BufferedReader) else None
+        self.is_root = os.geteuid() == 0
+
+    def parent(self, image_dir: str) -> str:
+        """The host path of the image directory `image_dir`, made when missing."""
+        host = self.dirs.get(image_dir)
+        if host is None:
+            uid, gid = self.owner or (0, 0)
+            mkdir_all(self.root, image_dir, uid=uid, gid=gid)
+            host = os.fspath(resolve_in_root(self.root, image_dir))
+            self.dirs[image_dir] = host
+        return host
+
+    def run(self) -> list[str]:
+        dir_uid, dir_gid = self.owner or (0, 0)
+        mkdir_all(self.root, self.dest_dir, uid=dir_uid, gid=dir_gid)
+        written: list[str] = []
+        dir_times: list[tuple[str, int]] = []
+        owner = self.owner
+        for member in self.tar:
+            rel = _inside(member.name, self.archive, "entry")
+            image_path = posixpath.normpath(posixpath.join(self.dest_dir, rel))
+            if rel != ".":
+                parent, name = posixpath.split(image_path)
+                host = self.parent(parent) + "/" + name
+            else:
+                host = os.fspath(resolve_in_root(self.root, image_path, follow_last=False))
+            uid, gid = owner or (member.uid, member.gid)
+            mode = member.mode & 0o7777
+            mtime_ns = int(member.mtime) * 1_000_000_000
+            if member.isreg():
+                # Owner, mode and times through the open file: no path lookups.
+                self.regular(member, host, uid, gid, mode, mtime_ns)
+                written.append(image_path)
+                continue
+            self.make(member, host, rel)
+            if not os.path.lexists(host):
+                continue  # skipped: a device node without root, an unknown type
+            os.lchown(host, uid, gid)
+            if not member.issym():
+                os.chmod(host, mode)
+            if member.isdir():
+                dir_times.append((host, mtime_ns))
+                if rel != ".":
+                    self.dirs[image_path] = host  # a real directory now, not a symlink
+            else:
+                os.utime(host, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+            written.append(image_path)
+        for host, mtime_ns in reversed(dir_times):
             os.utime(host, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
-        written.append(image_path)
-    for host, mtime_ns in reversed(dir_times):
-        os.utime(host, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
-    return written
+        return written
 
-
-def _make(
-    tar: tarfile.TarFile,
-    member: tarfile.TarInfo,
-    host: Path,
-    rel: str,
-    root: Path,
-    dest_dir: str,
-    archive: str,
-) -> None:
-    try:
-        existing = os.lstat(host)
-    except FileNotFoundError:
-        existing = None
-    if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
+    def clear(self, host: str, member: tarfile.TarInfo) -> os.stat_result | None:
+        """Remove what is at `host` unless `member` merges into it; what is left there."""
+        try:
+            existing = os.lstat(host)
+        except FileNotFoundError:
+            return None
+        if member.isdir() and stat.S_ISDIR(existing.st_mode):
+            return existing
         if stat.S_ISDIR(existing.st_mode):
             shutil.rmtree(host)
+            self.dirs.clear()
         else:
+            if stat.S_ISLNK(existing.st_mode):
+                self.dirs.clear()
             os.unlink(host)
-    if member.isdir():
-        if existing is None or not stat.S_ISDIR(existing.st_mode):
-            os.mkdir(host, 0o700)
-    elif member.isreg():
-        source = tar.extractfile(member)
-        assert source is not None
-        fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with source, os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
-    elif member.issym():
-        from_dir = posixpath.dirname(rel) or "."
-        target = posixpath.normpath(from_dir + "/" + member.linkname)
-        if target == ".." or target.startswith("../"):
-            raise ArchiveError(
-                f"{archive}: invalid symlink {member.name!r} -> {member.linkname!r}: "
-                "it points outside of the destination"
+        return None
+
+    def regular(
+        self, member: tarfile.TarInfo, host: str, uid: int, gid: int, mode: int, mtime_ns: int
+    ) -> None:
+        self.clear(host, member)
+        fd = os.open(
+            host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        try:
+            if self.raw_fd is not None and not member.issparse():
+                _send(self.raw_fd, fd, member.offset_data, member.size)
+            else:
+                source = self.tar.extractfile(member)
+                assert source is not None
+                with source:
+                    while chunk := source.read(1 << 20):
+                        _write_all(fd, chunk)
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)  # after chown, which clears setuid bits
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+        finally:
+            os.close(fd)
+
+    def make(self, member: tarfile.TarInfo, host: str, rel: str) -> None:
+        existing = self.clear(host, member)
+        if member.isdir():
+            if existing is None:
+                os.mkdir(host, 0o700)
+        elif member.issym():
+            from_dir = posixpath.dirname(rel) or "."
+            target = posixpath.normpath(from_dir + "/" + member.linkname)
+            if target == ".." or target.startswith("../"):
+                raise ArchiveError(
+                    f"{self.archive}: invalid symlink {member.name!r} -> {member.linkname!r}: "
+                    "it points outside of the destination"
+                )
+            os.symlink(member.linkname, host)
+        elif member.islnk():
+            link_rel = _inside(member.linkname, self.archive, "hard link target")
+            source_host = resolve_in_root(
+                self.root, posixpath.join(self.dest_dir, link_rel), follow_last=False
             )
-        os.symlink(member.linkname, host)
-    elif member.islnk():
-        link_rel = _inside(member.linkname, archive, "hard link target")
-        source_host = resolve_in_root(root, posixpath.join(dest_dir, link_rel), follow_last=False)
-        if not os.path.lexists(source_host):
-            raise ArchiveError(
-                f"{archive}: hard link {member.name!r} -> {member.linkname!r}: no such entry"
-            )
-        os.link(source_host, host, follow_symlinks=False)
-    elif member.ischr() or member.isblk():
-        if os.geteuid() == 0:
-            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-            os.mknod(host, kind | 0o600, os.makedev(member.devmajor, member.devminor))
-    elif member.isfifo():
-        os.mkfifo(host, 0o600)
+            if not os.path.lexists(source_host):
+                raise ArchiveError(
+                    f"{self.archive}: hard link {member.name!r} -> {member.linkname!r}: "
+                    "no such entry"
+                )
+            os.link(source_host, host, follow_symlinks=False)
+        elif member.ischr() or member.isblk():
+            if self.is_root:
+                kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+                os.mknod(host, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        elif member.isfifo():
+            os.mkfifo(host, 0o600)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _send(src_fd: int, dst_fd: int, offset: int, size: int) -> None:
+    """Copy `size` bytes at `offset` of `src_fd` to `dst_fd` in the kernel."""
+    end = offset + size
+    while offset < end:
+        sent = os.sendfile(dst_fd, src_fd, offset, end - offset)
+        if sent == 0:
+            raise tarfile.ReadError("unexpected end of data")
+        offset += sent

@@ -525,3 +525,66 @@ def test_git_errors(
     with pytest.raises(GitError, match=message):
         add(ctx, dest, repo["url"] + suffix, to="/src", git=fetcher)
     assert not (dest / "src").exists()
+
+
+# ------------------------------------------------------------ remembered parent directories
+
+
+def test_archive_members_under_a_replaced_parent_land_inside_the_root(tmp_path: Path) -> None:
+    """Extraction remembers resolved parents; replacing one must forget them."""
+    ctx, dest = tmp_path / "ctx", tmp_path / "dest"
+    ctx.mkdir()
+    dest.mkdir()
+    make_tar(
+        ctx / "a.tar",
+        "w",
+        [
+            entry("d", type=tarfile.DIRTYPE, mode=0o755),
+            entry("d/one", b"1"),
+            entry("t", type=tarfile.DIRTYPE, mode=0o755),
+            entry("d", type=tarfile.SYMTYPE, linkname="/t"),
+            entry("d/two", b"2"),
+            entry("d", type=tarfile.DIRTYPE, mode=0o755),
+            entry("d/three", b"3"),
+        ],
+    )
+    add_sources(spec("a.tar", dest="/out/"), src_root=ctx, dest_root=dest, workdir="/")
+    assert tree(dest / "out") == {
+        "d": "/",
+        "d/three": "3",
+        "t": "/",
+    }
+    # d -> /t is resolved inside the root: /t, not /out/t, never the host's /t
+    assert (dest / "t" / "two").read_text() == "2"
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_archive_file_data_plain_and_compressed(tmp_path: Path, mode: str) -> None:
+    """Plain archives copy member data from its offset; compressed ones read it."""
+    ctx, dest = tmp_path / "ctx", tmp_path / "dest"
+    ctx.mkdir()
+    dest.mkdir()
+    big = os.urandom(3 << 20) + b"tail"
+    make_tar(
+        ctx / "a.tar",
+        mode,
+        [entry("big", big, mode=0o640), entry("empty", b""), entry("small", b"x" * 513)],
+    )
+    add_sources(spec("a.tar", dest="/"), src_root=ctx, dest_root=dest, workdir="/")
+    assert (dest / "big").read_bytes() == big
+    assert (dest / "empty").read_bytes() == b""
+    assert (dest / "small").read_bytes() == b"x" * 513
+    info = os.stat(dest / "big")
+    assert stat.S_IMODE(info.st_mode) == 0o640
+    assert info.st_mtime == MTIME
+
+
+def test_truncated_plain_archive_is_an_error(tmp_path: Path) -> None:
+    ctx, dest = tmp_path / "ctx", tmp_path / "dest"
+    ctx.mkdir()
+    dest.mkdir()
+    path = make_tar(ctx / "a.tar", "w", [entry("big", b"y" * 100_000)])
+    with open(path, "r+b") as f:
+        f.truncate(512 + 50_000)
+    with pytest.raises(tarfile.TarError):
+        add_sources(spec("a.tar", dest="/"), src_root=ctx, dest_root=dest, workdir="/")
