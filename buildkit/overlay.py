@@ -17,6 +17,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def _short_link(links: Path, target: Path) -> str:
     name = hashlib.sha256(str(target).encode()).hexdigest()[:16]
     link = links / name
     if not link.is_symlink():
-        tmp = links / f".{name}.{os.getpid()}"
+        # Unique per process and thread: stages of one build mount in parallel.
+        tmp = links / f".{name}.{os.getpid()}.{threading.get_ident()}"
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         os.symlink(target, tmp)

@@ -53,3 +53,20 @@ def test_many_layers_fit_in_the_mount_options(tmp_path):
         lowers.append(d)
     with merged(tmp_path / "home", lowers) as root:
         assert sorted(os.listdir(root)) == sorted(f"f{i}" for i in range(120))
+
+
+def test_parallel_views_of_the_same_lowers(tmp_path):
+    """Stages of one build mount views of the same snapshots from several threads."""
+    import concurrent.futures
+
+    low = tmp_path / "low"
+    low.mkdir()
+    (low / "f").write_text("x")
+    home = tmp_path / "home"
+
+    def view(_: int) -> str:
+        with merged(home, [low]) as root:
+            return (root / "f").read_text()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(view, range(64))) == ["x"] * 64
