@@ -46,9 +46,9 @@ from buildkit.contexts.git import (
     parse_git_url,
     redact_url,
 )
-from buildkit.contexts.paths import resolve_in_root
 from buildkit.dockerignore import IgnoreMatcher
 from buildkit.errors import ContextError
+from buildkit.fsutil import PathResolutionError, resolve_in_root
 
 __all__ = [
     "BuildContext",
@@ -274,12 +274,12 @@ def _unpacked_context(
 ) -> BuildContext:
     """A context copied under `temp/context`: `dockerfile` is relative to its root."""
     top = temp / "context"
-    root = resolve_in_root(top, subdir) if subdir else top
-    if not root.is_dir():
+    root = _in_context(top, subdir, source) if subdir else top
+    if root is None or not root.is_dir():
         raise ContextError(f"{source}: subdirectory {subdir!r} not found")
     if dockerfile == STDIN:
         text = _stdin_dockerfile(stdin)
-        ignore = _read_ignore(resolve_in_root(root, DOCKERIGNORE))
+        ignore = _read_ignore(_in_context(root, DOCKERIGNORE, source))
         return BuildContext(
             root=root,
             dockerfile_name=STDIN,
@@ -289,11 +289,12 @@ def _unpacked_context(
             temp_dir=temp,
         )
     name = dockerfile or DEFAULT_DOCKERFILE
-    found = resolve_in_root(root, name)
-    if not found.is_file():
+    found = _in_context(root, name, source)
+    if found is None or not found.is_file():
         raise ContextError(f"{source}: Dockerfile {name!r} not found in the context")
-    specific = resolve_in_root(root, name + DOCKERIGNORE)
-    ignore_file = specific if specific.is_file() else resolve_in_root(root, DOCKERIGNORE)
+    ignore_file = _in_context(root, name + DOCKERIGNORE, source)
+    if ignore_file is None or not ignore_file.is_file():
+        ignore_file = _in_context(root, DOCKERIGNORE, source)
     return BuildContext(
         root=root,
         dockerfile_name=name,
@@ -303,6 +304,18 @@ def _unpacked_context(
         dockerfile_path=found,
         temp_dir=temp,
     )
+
+
+def _in_context(root: Path, path: str, source: str) -> Path | None:
+    """The host path of `path` in the unpacked context `root`, symlinks resolved
+    inside it (`buildkit.fsutil`); None when a file stands where a directory
+    should be, which is nothing there. A symlink loop is a ContextError."""
+    try:
+        return resolve_in_root(root, path)
+    except PathResolutionError as exc:
+        if isinstance(exc.__cause__, NotADirectoryError):
+            return None
+        raise ContextError(f"{source}: {exc}") from exc
 
 
 def _absolute(path: Path, cwd: Path | None) -> Path:
@@ -337,8 +350,8 @@ def _stdin_dockerfile(stdin: BinaryIO | None) -> str:
         raise ContextError("the Dockerfile on stdin is not UTF-8 text") from exc
 
 
-def _read_ignore(path: Path) -> IgnoreMatcher:
-    if not path.is_file():
+def _read_ignore(path: Path | None) -> IgnoreMatcher:
+    if path is None or not path.is_file():
         return IgnoreMatcher()
     try:
         text = path.read_bytes().decode("utf-8", "surrogateescape")

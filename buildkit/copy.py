@@ -35,7 +35,6 @@ import os
 import posixpath
 import stat
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +43,8 @@ from buildkit.dockerignore import IgnoreMatcher
 from buildkit.errors import UserError
 from buildkit.fsutil import clean_abs, mkdir_all, resolve_in_root
 from buildkit.modes import ModeFn, parse_chmod
-from buildkit.sources import Match, expand_source
+from buildkit.sources import Match, expand_source, is_excluded, walk_selected
+from buildkit.treecopy import copy_file
 from buildkit.users import resolve_chown
 
 __all__ = ["CopyError", "CopyJob", "copy_sources", "dest_path"]
@@ -107,7 +107,7 @@ class CopyJob:
 
     def copy_match(self, match: Match, dest: str, dest_is_dir: bool, *, parents: bool) -> None:
         """Copy one resolved source to `dest` with COPY's rules."""
-        if self.excludes is not None and self.excludes.matches(posixpath.basename(match.path)):
+        if is_excluded(match, self.excludes):
             return
         info = os.lstat(match.host)  # resolved: no symlink left in it
         if parents:
@@ -131,7 +131,7 @@ class CopyJob:
             raise CopyError(f"cannot copy directory {src_name} onto file {target}")
         self.make_dirs(target)
         self.written.append(target)
-        self._copy_tree(src_host, host, "", target)
+        self._copy_tree(src_host, host, target)
 
     def place(self, src_host: Path, info: os.stat_result, target: str, src_name: str) -> None:
         """Write the non-directory `src_host` at `target`, replacing a file or link there."""
@@ -154,7 +154,7 @@ class CopyJob:
             raise CopyError(f"cannot write file {target}: a directory exists there")
         _remove(host)
         if isinstance(content, Path):
-            _copy_file(content, host)
+            copy_file(content, host)
         else:
             fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as out:
@@ -166,26 +166,14 @@ class CopyJob:
         os.utime(host, ns=(stamp, stamp))
         self.written.append(target)
 
-    def _copy_tree(
-        self, src_dir: Path | str, dst_dir: Path | str, rel: str, image_dir: str
-    ) -> None:
+    def _copy_tree(self, src_dir: Path | str, dst_dir: Path | str, image_dir: str) -> None:
         # Strings, not Paths, and one lstat per side: this runs for every entry.
-        src_prefix = _prefix(src_dir)
         dst_prefix = _prefix(dst_dir)
-        with os.scandir(src_dir) as it:
-            names = sorted(entry.name for entry in it)
-        for name in names:
-            child_rel = f"{rel}/{name}" if rel else name
-            src = src_prefix + name
-            info = os.lstat(src)
+        made: list[tuple[str, os.stat_result]] = []  # directories, finished once filled
+        for rel, src, info in walk_selected(src_dir, self.excludes):
             is_dir = stat.S_ISDIR(info.st_mode)
-            if self.excludes is not None and self.excludes.matches(child_rel):
-                if not is_dir or self.excludes.can_skip_dir(child_rel):
-                    continue
-                if not self._has_included(src, child_rel):
-                    continue
-            dst = dst_prefix + name
-            image_path = posixpath.join(image_dir, name)
+            dst = dst_prefix + rel
+            image_path = posixpath.join(image_dir, rel)
             try:
                 existing: os.stat_result | None = os.lstat(dst)
             except FileNotFoundError:
@@ -197,27 +185,18 @@ class CopyJob:
                     raise CopyError(f"cannot copy to non-directory: {image_path}")
                 if existing is None:
                     os.mkdir(dst, 0o700)
-                self._copy_tree(src, dst, child_rel, image_path)
-                self._meta(dst, info, is_dir=True)
+                made.append((dst, info))
             else:
                 if dst_is_dir:
-                    raise CopyError(f"cannot copy file {child_rel} onto directory {image_path}")
+                    raise CopyError(f"cannot copy file {rel} onto directory {image_path}")
                 if existing is not None:
                     os.unlink(dst)
                 self._write(src, info, dst, image_path, removed=True)
-
-    def _has_included(self, src_dir: Path | str, rel: str) -> bool:
-        assert self.excludes is not None
-        with os.scandir(src_dir) as it:
-            for entry in it:
-                child = f"{rel}/{entry.name}"
-                if not self.excludes.matches(child):
-                    return True
-                if entry.is_dir(follow_symlinks=False) and self._has_included(
-                    Path(entry.path), child
-                ):
-                    return True
-        return False
+        # A directory's owner, mode and mtime once everything in it is written
+        # (children before parents): a read-only one could not be filled, and
+        # each write in one would move its mtime.
+        for dst, info in reversed(made):
+            self._meta(dst, info, is_dir=True)
 
     def _write(
         self,
@@ -240,7 +219,7 @@ class CopyJob:
             return
         if stat.S_ISREG(mode):
             # Owner, mode and times set through the new file's descriptor.
-            _copy_file(src, dst, lambda fd: self._fd_meta(fd, info))
+            copy_file(src, dst, lambda fd: self._fd_meta(fd, info))
             if info.st_nlink > 1:
                 self._links[key] = Path(dst)
             return
@@ -296,32 +275,6 @@ def _remove(path: Path | str) -> None:
         return
     if not stat.S_ISDIR(info.st_mode):
         os.unlink(path)
-
-
-def _copy_file(
-    src: Path | str, dst: Path | str, finish: Callable[[int], None] | None = None
-) -> None:
-    """Copy the regular file `src` to the new file `dst`; `finish(fd)` runs on
-    the new file's descriptor once its data is written."""
-    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        fd_out = os.open(
-            dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
-        try:
-            size = os.fstat(fd_in).st_size
-            offset = 0
-            while offset < size:
-                sent = os.sendfile(fd_out, fd_in, offset, size - offset)
-                if sent == 0:
-                    break
-                offset += sent
-            if finish is not None:
-                finish(fd_out)
-        finally:
-            os.close(fd_out)
-    finally:
-        os.close(fd_in)
 
 
 def copy_sources(

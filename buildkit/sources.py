@@ -13,20 +13,30 @@ or to the `/./` pivot when the source has one (`./x/./y/*.txt` keeps `y/...`).
 A plain source that does not exist is a ContextError naming it; a wildcard
 that matches nothing names nothing (BuildKit allows empty wildcards), unless
 the directory it would look in does not exist.
+
+What a COPY of a match then reads is decided here too, once, for
+`buildkit.copy` (which writes it) and `buildkit.cache.contents` (which hashes
+it for the cache key), so the two cannot disagree. `--exclude` patterns drop a
+match by its name (`is_excluded`) and the entries below a directory match by
+their path relative to it (`walk_selected`); an excluded directory is still
+entered when an exception (`!pattern`) may re-include something in it.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from buildkit.dockerignore import IgnoreMatcher
 from buildkit.errors import ContextError
 from buildkit.fsutil import PathResolutionError, clean_abs, resolve_in_root
 from buildkit.globs import BadPattern, has_magic, match_component
 
-__all__ = ["Match", "expand_source"]
+__all__ = ["Match", "expand_source", "is_excluded", "walk_selected"]
 
 
 @dataclass(frozen=True)
@@ -144,3 +154,56 @@ def _walk_dirs(root: Path, start: str) -> list[str]:
                     out.append(child)
                     stack.append((child, Path(entry.path)))
     return sorted(out)
+
+
+def is_excluded(match: Match, excludes: IgnoreMatcher | None) -> bool:
+    """Whether `--exclude` drops a whole match: it is matched by its name."""
+    return excludes is not None and excludes.matches(posixpath.basename(match.path))
+
+
+def walk_selected(
+    directory: Path | str, excludes: IgnoreMatcher | None
+) -> Iterator[tuple[str, str, os.stat_result]]:
+    """`(rel, host path, lstat)` of every entry a COPY of `directory` reads.
+
+    Names sorted, a directory before its contents; `rel` is `/`-separated and
+    relative to `directory`, which is not itself included. Symlinks are
+    entries, never entered. An excluded directory is left out unless an
+    exception may re-include something in it and something in it is not
+    excluded; then it is entered and its contents are judged one by one.
+    """
+    # Strings, not Paths, and one lstat per entry: this runs for every entry.
+    text = os.fspath(directory)
+    yield from _walk(text if text.endswith("/") else text + "/", "", excludes)
+
+
+def _walk(
+    prefix: str, rel: str, excludes: IgnoreMatcher | None
+) -> Iterator[tuple[str, str, os.stat_result]]:
+    with os.scandir(prefix) as it:
+        names = sorted(entry.name for entry in it)
+    for name in names:
+        child_rel = f"{rel}/{name}" if rel else name
+        path = prefix + name
+        info = os.lstat(path)
+        is_dir = stat.S_ISDIR(info.st_mode)
+        if excludes is not None and excludes.matches(child_rel):
+            if not is_dir or excludes.can_skip_dir(child_rel):
+                continue
+            if not _has_included(path, child_rel, excludes):
+                continue
+        yield child_rel, path, info
+        if is_dir:
+            yield from _walk(path + "/", child_rel, excludes)
+
+
+def _has_included(directory: str, rel: str, excludes: IgnoreMatcher) -> bool:
+    """Whether anything below the excluded `directory` is not excluded."""
+    with os.scandir(directory) as it:
+        for entry in it:
+            child = f"{rel}/{entry.name}"
+            if not excludes.matches(child):
+                return True
+            if entry.is_dir(follow_symlinks=False) and _has_included(entry.path, child, excludes):
+                return True
+    return False

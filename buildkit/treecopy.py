@@ -2,12 +2,14 @@
 
 For throw-away copies (a `RUN --mount=type=bind,rw` source, a cache seeded
 from a stage): no `--chown`, no excludes, no hard links kept, unlike `copy.py`.
+`copy_file` (one regular file's bytes, with `sendfile`) serves both.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -22,7 +24,7 @@ def copy_tree(src: Path, dst: Path) -> None:
         for entry in os.scandir(src):
             copy_tree(Path(entry.path), dst / entry.name)
     elif stat.S_ISREG(mode):
-        _copy_file(src, dst)
+        copy_file(src, dst)
     elif stat.S_ISLNK(mode):
         os.symlink(os.readlink(src), dst)
     elif stat.S_ISFIFO(mode):
@@ -49,10 +51,17 @@ def chown_if_root(path: Path, uid: int, gid: int) -> None:
             raise
 
 
-def _copy_file(src: Path, dst: Path) -> None:
+def copy_file(
+    src: Path | str, dst: Path | str, finish: Callable[[int], None] | None = None
+) -> None:
+    """Copy the regular file `src` (not a symlink) to the new file `dst`, mode
+    0600; `finish(fd)` runs on the new file's descriptor once its data is
+    written (to set its owner, mode and times)."""
     fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd_out = os.open(
+            dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
         try:
             size = os.fstat(fd_in).st_size
             offset = 0
@@ -61,6 +70,8 @@ def _copy_file(src: Path, dst: Path) -> None:
                 if sent == 0:
                     break
                 offset += sent
+            if finish is not None:
+                finish(fd_out)
         finally:
             os.close(fd_out)
     finally:

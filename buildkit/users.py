@@ -24,6 +24,7 @@ adds it when it reports the step).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,16 +75,22 @@ def _parse_id(text: str) -> int | None:
     return value if value <= _MAX_ID else None
 
 
-def parse_passwd(text: str) -> list[PasswdEntry]:
-    """Entries of an /etc/passwd file; malformed lines are skipped, as runc does."""
-    entries = []
+def _records(text: str, min_fields: int) -> Iterator[list[str]]:
+    """The `:`-separated fields of each line of a passwd-style file; blank
+    lines, comments and lines with fewer than `min_fields` fields are skipped."""
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         fields = line.split(":")
-        if len(fields) < 4:
-            continue
+        if len(fields) >= min_fields:
+            yield fields
+
+
+def parse_passwd(text: str) -> list[PasswdEntry]:
+    """Entries of an /etc/passwd file; malformed lines are skipped, as runc does."""
+    entries = []
+    for fields in _records(text, 4):
         uid, gid = _parse_id(fields[2]), _parse_id(fields[3])
         if uid is None or gid is None:
             continue
@@ -96,13 +103,7 @@ def parse_passwd(text: str) -> list[PasswdEntry]:
 def parse_group(text: str) -> list[GroupEntry]:
     """Entries of an /etc/group file; malformed lines are skipped."""
     entries = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split(":")
-        if len(fields) < 3:
-            continue
+    for fields in _records(text, 3):
         gid = _parse_id(fields[2])
         if gid is None:
             continue

@@ -3,14 +3,13 @@
 `hash_sources(spec, src_root)` selects exactly what `buildkit.copy` (and the
 local part of `buildkit.add`) would copy: each source expanded with
 `buildkit.sources.expand_source` (wildcards, `--parents` with `**` and the
-`/./` pivot, a symlinked source followed), directories walked, `--exclude`
-applied with the same `IgnoreMatcher` rules at the same places (a top-level
-source by its name, entries below it by their path relative to it, an
-excluded directory entered only when an exception may re-include something
-in it). For every selected entry it covers the relative path, the type,
-the permission bits, uid and gid, the sha256 of a regular file's content, a
-symlink's target, a device's numbers and which entries are hard links of
-each other (COPY keeps them linked). Not covered: mtimes and atimes (as in
+`/./` pivot, a symlinked source followed), then `--exclude` applied and
+directories walked by the very functions COPY uses (`is_excluded`,
+`walk_selected`), so the key cannot disagree with what is copied. For every
+selected entry it covers the relative path, the type, the permission bits,
+uid and gid, the sha256 of a regular file's content, a symlink's target, a
+device's numbers and which entries are hard links of each other (COPY keeps
+them linked). Not covered: mtimes and atimes (as in
 BuildKit: touching a file is not a change), xattrs (COPY does not copy
 them), sockets (COPY skips them).
 
@@ -49,7 +48,7 @@ from buildkit.dockerignore import IgnoreMatcher
 from buildkit.errors import ContextError
 from buildkit.fsutil import PathResolutionError, clean_abs, resolve_in_root
 from buildkit.gitsource import is_git_url
-from buildkit.sources import Match, expand_source
+from buildkit.sources import Match, expand_source, is_excluded, walk_selected
 
 __all__ = ["FileDigests", "hash_sources", "hash_tree"]
 
@@ -66,7 +65,7 @@ class FileDigests:
         self._known: dict[_StatKey, str] = {}
         self.hits = 0
 
-    def digest(self, path: Path, info: os.stat_result) -> str:
+    def digest(self, path: Path | str, info: os.stat_result) -> str:
         key = (
             os.fspath(path),
             info.st_dev,
@@ -87,7 +86,7 @@ class FileDigests:
         return digest
 
 
-def _hash_file(path: Path) -> tuple[str, os.stat_result]:
+def _hash_file(path: Path | str) -> tuple[str, os.stat_result]:
     h = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
@@ -98,7 +97,7 @@ def _hash_file(path: Path) -> tuple[str, os.stat_result]:
 
 
 class _Walker:
-    """The entries one COPY would read, mirroring `buildkit.copy.CopyJob`."""
+    """The entries one COPY would read, selected by `buildkit.sources` as COPY selects them."""
 
     def __init__(self, excludes: IgnoreMatcher | None, cache: FileDigests | None) -> None:
         self.excludes = excludes
@@ -107,7 +106,7 @@ class _Walker:
 
     def match(self, match: Match, label: str) -> list[dict[str, Any]] | None:
         """The entries of one expanded source, None when --exclude drops it."""
-        if self.excludes is not None and self.excludes.matches(os.path.basename(match.path)):
+        if is_excluded(match, self.excludes):
             return None
         info = os.lstat(match.host)  # resolved: no symlink left in it
         out: list[dict[str, Any]] = []
@@ -115,43 +114,14 @@ class _Walker:
         if top is not None:
             out.append(top)
         if stat.S_ISDIR(info.st_mode):
-            self.tree(match.host, "", label, out)
+            for rel, path, child_info in walk_selected(match.host, self.excludes):
+                entry = self.entry(path, child_info, rel, label)
+                if entry is not None:
+                    out.append(entry)
         return out
 
-    def tree(self, directory: Path, rel: str, label: str, out: list[dict[str, Any]]) -> None:
-        with os.scandir(directory) as it:
-            names = sorted(entry.name for entry in it)
-        for name in names:
-            child_rel = f"{rel}/{name}" if rel else name
-            path = directory / name
-            info = os.lstat(path)
-            is_dir = stat.S_ISDIR(info.st_mode)
-            if self.excludes is not None and self.excludes.matches(child_rel):
-                if not is_dir or self.excludes.can_skip_dir(child_rel):
-                    continue
-                if not self._has_included(path, child_rel):
-                    continue
-            entry = self.entry(path, info, child_rel, label)
-            if entry is not None:
-                out.append(entry)
-            if is_dir:
-                self.tree(path, child_rel, label, out)
-
-    def _has_included(self, directory: Path, rel: str) -> bool:
-        assert self.excludes is not None
-        with os.scandir(directory) as it:
-            for entry in it:
-                child = f"{rel}/{entry.name}"
-                if not self.excludes.matches(child):
-                    return True
-                if entry.is_dir(follow_symlinks=False) and self._has_included(
-                    Path(entry.path), child
-                ):
-                    return True
-        return False
-
     def entry(
-        self, path: Path, info: os.stat_result, rel: str, label: str
+        self, path: Path | str, info: os.stat_result, rel: str, label: str
     ) -> dict[str, Any] | None:
         mode = info.st_mode
         entry: dict[str, Any] = {

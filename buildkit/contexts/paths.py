@@ -1,4 +1,10 @@
-"""Paths inside a context root that can never lead out of it."""
+"""Names inside a context that can never lead out of it.
+
+`safe_relpath` checks a name as written (a tar member, a git subdirectory);
+`ensure_real_dirs` creates the parents of a tar member while unpacking,
+refusing any symlink on the way. Resolving a path *inside* an unpacked
+context, symlinks included, is `buildkit.fsutil.resolve_in_root`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,6 @@ import stat
 from pathlib import Path
 
 from buildkit.errors import ContextError
-
-_MAX_SYMLINK_HOPS = 255
 
 
 def safe_relpath(name: str, *, what: str) -> str:
@@ -25,44 +29,6 @@ def safe_relpath(name: str, *, what: str) -> str:
     if ".." in parts:
         raise ContextError(f"{what}: path {name!r} leads outside the context")
     return "/".join(parts)
-
-
-def resolve_in_root(root: Path, rel: str) -> Path:
-    """Follow `rel` under `root`, symlinks included, as if `root` were `/`.
-
-    A symlink's absolute target starts again at `root` and `..` stops at
-    `root`, as BuildKit resolves paths in a context, so the result is always
-    inside `root`. Missing components are kept as they are: the result need
-    not exist.
-    """
-    pending = [p for p in reversed(rel.split("/")) if p]
-    current: list[str] = []
-    hops = 0
-    while pending:
-        part = pending.pop()
-        if part == ".":
-            continue
-        if part == "..":
-            if current:
-                current.pop()
-            continue
-        candidate = root.joinpath(*current, part)
-        try:
-            mode = os.lstat(candidate).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            current.append(part)
-            continue
-        if not stat.S_ISLNK(mode):
-            current.append(part)
-            continue
-        hops += 1
-        if hops > _MAX_SYMLINK_HOPS:
-            raise ContextError(f"too many levels of symbolic links in {rel!r}")
-        target = os.readlink(candidate)
-        if target.startswith("/"):
-            current = []
-        pending.extend(p for p in reversed(target.split("/")) if p)
-    return root.joinpath(*current)
 
 
 def ensure_real_dirs(root: Path, rel_dir: str, *, what: str) -> Path:

@@ -10,7 +10,6 @@ layer entries, and the flattened filesystem of each platform.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from buildkit.platforms import Platform, parse_platform, parse_platforms
 from buildkit.secrets import SecretSource, SshSource
 from buildkit.store.base import read_blob
 from buildkit.store.filesystem import FilesystemStore
+from tests.fixtures.leaks import processes_with, remove_farm_cgroup_parents
 from tests.fixtures.rootfs import busybox_rootfs_tarball
 from workers.embedded import LocalBuild, LocalResult, parse_output, run_build
 from workers.settings import Settings
@@ -260,33 +260,6 @@ def filesystem_step(name: str) -> bool:
 BASE = "FROM scratch\nARG TARGETARCH\nADD rootfs-${TARGETARCH}.tar /\n"
 
 
-def host_mounts_under(path: Path) -> list[str]:
-    """Mount points below `path` in this process's mount namespace."""
-    prefix = str(path)
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        mount_point = line.split()[4].encode().decode("unicode_escape")
-        if mount_point == prefix or mount_point.startswith(prefix + "/"):
-            found.append(mount_point)
-    return found
-
-
-def processes_with(needle: str) -> list[int]:
-    """Live (not zombie) pids whose command line contains `needle`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if needle in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 def leftovers(home: Path) -> list[str]:
     """Entries of FARM_HOME/tmp (scratch dirs of steps, contexts, overlay views)."""
     tmp = home / "tmp"
@@ -297,16 +270,7 @@ def leftovers(home: Path) -> list[str]:
 def _remove_farm_cgroup_parents() -> Iterator[None]:
     """Remove the farm-owned cgroup parents after the session if nothing else uses them."""
     yield
-    if os.geteuid() != 0:
-        return
-    from buildkit.sandbox.cgroups import detect_layout
-
-    layout = detect_layout()
-    parents = [layout.v2_root / "farm"] if layout.v2_root else []
-    parents += [path / "farm" for path in layout.v1.values()]
-    for parent in parents:
-        with contextlib.suppress(OSError):
-            parent.rmdir()
+    remove_farm_cgroup_parents()
 
 
 __all__ = [
@@ -318,5 +282,6 @@ __all__ = [
     "build",
     "filesystem_step",
     "outcomes",
+    "processes_with",  # from tests.fixtures.leaks, for the tests that import it from here
     "run_context",
 ]

@@ -8,34 +8,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from buildkit.errors import BuildStepError
-from tests.engine.conftest import (
-    BASE,
-    build,
-    host_mounts_under,
-    leftovers,
-    processes_with,
-    write_context,
-)
+from tests.engine.conftest import BASE, build, leftovers, write_context
+from tests.fixtures.leaks import host_mounts_under, processes_with, wait_until
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(90)]
 
 FARM = Path(sys.executable).with_name("farm")
-
-
-def _wait_until(condition: Callable[[], bool], seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def _assert_clean(home: Path, needle: str | None = None, *, killed: bool = False) -> None:
@@ -86,7 +69,7 @@ def _start(tmp_path: Path, seconds: int) -> tuple[subprocess.Popen[bytes], Path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    if not _wait_until(lambda: bool(processes_with(needle)) or proc.poll() is not None, 30):
+    if not wait_until(lambda: bool(processes_with(needle)) or proc.poll() is not None, 30):
         proc.kill()
         pytest.fail("the step never started")
     assert proc.poll() is None, proc.communicate()[0].decode()
@@ -113,7 +96,7 @@ def test_clean_after_sigint(tmp_path: Path) -> None:
             proc.kill()
     assert code != 0, output
     assert "Traceback" not in output
-    assert _wait_until(lambda: processes_with(needle) == [], 10), processes_with(needle)
+    assert wait_until(lambda: processes_with(needle) == [], 10), processes_with(needle)
     _assert_clean(home, needle)
     assert not (home / "registry/docker/registry/v2/repositories/x").exists()
 
@@ -129,7 +112,7 @@ def test_after_sigkill_and_the_next_run(tmp_path: Path) -> None:
     # What must hold at once (namespaces.py): PR_SET_PDEATHSIG takes the helper
     # and the step's pid namespace down, and every mount of the step lived in
     # the step's own mount namespace.
-    assert _wait_until(lambda: processes_with(needle) == [], 10), processes_with(needle)
+    assert wait_until(lambda: processes_with(needle) == [], 10), processes_with(needle)
     assert host_mounts_under(home) == []
     # The killed caller had no chance to remove its scratch directories: the
     # next build on this FARM_HOME collects them.

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from buildkit.sandbox import NamespaceSandbox, StepResult, StepSpec
+from tests.fixtures.leaks import remove_farm_cgroup_parents
 from tests.fixtures.rootfs import busybox_rootfs
 
 
@@ -89,13 +89,4 @@ def run_step(sandbox: NamespaceSandbox, tmp_path: Path, amd64_root: Path) -> Ite
 def _remove_farm_cgroup_parents() -> Iterator[None]:
     """Remove the farm-owned cgroup parents after the session if nothing else uses them."""
     yield
-    if os.geteuid() != 0:
-        return
-    from buildkit.sandbox.cgroups import detect_layout
-
-    layout = detect_layout()
-    parents = [layout.v2_root / "farm"] if layout.v2_root else []
-    parents += [path / "farm" for path in layout.v1.values()]
-    for parent in parents:
-        with contextlib.suppress(OSError):
-            parent.rmdir()  # fails while another run has leaves there
+    remove_farm_cgroup_parents()

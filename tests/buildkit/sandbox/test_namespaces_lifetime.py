@@ -9,8 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,28 +22,13 @@ from buildkit.sandbox import (
     default_resolv_conf,
 )
 from tests.buildkit.sandbox.conftest import Runner
+from tests.fixtures.leaks import mounted_anywhere, processes_with, wait_until
 from tests.fixtures.rootfs import busybox_rootfs
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(60)]
 
 
 # --- lifetime: timeouts, interrupts, a killed caller ---------------------------------
-
-
-def _running(needle: str) -> list[int]:
-    """Pids (not zombies) whose command line contains `needle`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if needle in cmdline and state != "Z" and int(entry.name) != os.getpid():
-            found.append(int(entry.name))
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -54,32 +38,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
-def _mounted_anywhere(path: str) -> bool:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if path in (entry / "mountinfo").read_text():
-                    return True
-    return False
-
-
 def test_timeout_kills_the_whole_tree(run_step: Runner) -> None:
     ran = run_step("sleep 4245 & sleep 4246 & echo started; wait", limits=Limits(timeout_seconds=1))
     assert ran.result.timed_out
     assert ran.result.exit_code == 137
     assert ran.result.duration < 10
     assert "started" in ran.text
-    assert _running("sleep 424") == []
-    assert not _mounted_anywhere(str(ran.upper))
+    assert processes_with("sleep 424") == []
+    assert not mounted_anywhere(str(ran.upper))
 
 
 def test_an_interrupted_caller_leaves_nothing(sandbox: NamespaceSandbox, run_step: Runner) -> None:
@@ -88,7 +54,7 @@ def test_an_interrupted_caller_leaves_nothing(sandbox: NamespaceSandbox, run_ste
 
     with pytest.raises(KeyboardInterrupt):
         run_step("echo started; sleep 4247", output_hook=interrupt)
-    assert _running("sleep 4247") == []
+    assert processes_with("sleep 4247") == []
 
 
 def test_the_run_leaves_no_cgroup_or_scratch(sandbox: NamespaceSandbox, run_step: Runner) -> None:
@@ -145,13 +111,13 @@ def test_sigkill_of_the_caller_leaves_no_process_mount_or_cgroup(
         assert caller.stdout.readline() == b"started\n"
         tree = _descendants(caller.pid)
         assert len(tree) >= 4  # helper, init, sh, sleep (and slirp4netns)
-        assert _mounted_anywhere(str(upper))  # inside the step's mount namespace only
+        assert mounted_anywhere(str(upper))  # inside the step's mount namespace only
         assert str(upper) not in Path("/proc/self/mountinfo").read_text()
         caller.kill()
         caller.wait()
-        assert _wait_until(lambda: not any(_alive(pid) for pid in tree)), tree
-        assert _running("sleep 424") == []
-        assert _wait_until(lambda: not _mounted_anywhere(str(upper)))
+        assert wait_until(lambda: not any(_alive(pid) for pid in tree)), tree
+        assert processes_with("sleep 424") == []
+        assert wait_until(lambda: not mounted_anywhere(str(upper)))
         layout = sandbox.cgroups.layout
         assert layout.v2_root is not None
         leaves = list((layout.v2_root / "farm").glob(f"step-{caller.pid}-*"))
