@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from buildkit.copy import CopyError, CopyJob, check_several, dest_path
 from buildkit.dockerfile.instructions import Add
 from buildkit.errors import InternalError, UserError
@@ -83,6 +81,8 @@ def is_url(source: str) -> bool:
 
 def fetch_with_httpx(url: str, out: Sink, *, timeout: float = 300.0) -> Fetched:
     """Download `url` into `out` with httpx, following redirects."""
+    import httpx  # here, not at the top: most builds fetch nothing
+
     try:
         with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as response:
             if 400 <= response.status_code < 500:

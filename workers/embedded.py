@@ -20,11 +20,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from buildkit.builder import Builder, BuildResult
 from buildkit.cache.local import CacheOption, export_cache, import_cache
-from buildkit.cache.registry import export_cache_to_registry, import_cache_from_registry
 from buildkit.context import open_context
 from buildkit.dockerfile import parse_dockerfile
 from buildkit.dockerfile.buildplan import BuildOptions, BuildPlans
@@ -37,15 +36,16 @@ from buildkit.layers import apply_layer
 from buildkit.oci_layout import write_oci_archive
 from buildkit.platforms import Platform, host_platform
 from buildkit.reference import normalize, parse_reference
-from buildkit.registry.client import RegistryClient, RegistryConfig
+from buildkit.registry.config import RegistryConfig
 from buildkit.registry.names import names_other_registry
-from buildkit.registry.pull import pull_image
-from buildkit.registry.push import push_image
 from buildkit.secrets import SecretSource, SshSource
 from buildkit.solver import SolveOptions
 from buildkit.store import open_store as open_store_url
 from buildkit.store.base import Store
 from workers.settings import Settings
+
+if TYPE_CHECKING:
+    from buildkit.registry.client import RegistryClient
 
 
 class OutputError(UserError):
@@ -157,8 +157,31 @@ def run_build(
     stdin: BinaryIO | None = None,
     warn=lambda text: print(text, file=sys.stderr),  # type: ignore[no-untyped-def]
 ) -> LocalResult:
-    with RegistryClient(request.registry) as client:
-        return _run_build(request, settings, emit, stdin, warn, client)
+    client = _LazyClient(request.registry)
+    try:
+        return _run_build(request, settings, emit, stdin, warn, cast("RegistryClient", client))
+    finally:
+        client.close()
+
+
+class _LazyClient:
+    """The build's registry client, made on first use: most builds pull and
+    push nothing, and httpx takes a tenth of a second to import."""
+
+    def __init__(self, config: RegistryConfig) -> None:
+        self.config = config
+        self._client: RegistryClient | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            from buildkit.registry.client import RegistryClient
+
+            self._client = RegistryClient(self.config).__enter__()
+        return getattr(self._client, name)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.__exit__(None, None, None)
 
 
 def _registry_outputs(request: LocalBuild, warn) -> tuple[Output, ...]:  # type: ignore[no-untyped-def]
@@ -200,6 +223,8 @@ def _puller(client: RegistryClient, store: Store, refresh: bool):  # type: ignor
         with lock:
             if (ref, platform) in done:
                 return
+            from buildkit.registry.pull import pull_image  # httpx only when used
+
             pull_image(client, ref, platform, store, refresh=refresh)
             done.add((ref, platform))
 
@@ -260,6 +285,8 @@ def _run_build(
         try:
             keys = result.cache_keys_for(target.mode)
             if target.type == "registry":
+                from buildkit.cache.registry import export_cache_to_registry  # httpx only when used
+
                 export_cache_to_registry(store, keys, client, target.ref)
             else:
                 export_cache(store, keys, Path(target.dest))
@@ -279,6 +306,8 @@ def _import_cache(store: Store, source: CacheOption, warn, client: RegistryClien
         return
     try:
         if source.type == "registry":
+            from buildkit.cache.registry import import_cache_from_registry  # httpx only when used
+
             got = import_cache_from_registry(store, client, source.ref, now=time.time())
             if got.warning:
                 warn(f"WARNING: --cache-from {source.ref}: {got.warning}")
@@ -306,6 +335,8 @@ def _write_output(
                 tag_image(store, repo, tag, result.descriptor, result.children)
         for name in names:
             if names_other_registry(name) and out.push and client is not None:
+                from buildkit.registry.push import push_image  # httpx only when used
+
                 push_image(client, store, result.descriptor, result.children, name)
     elif out.type == "oci":
         # index.json names the image in full (docker.io/library/app:1), as BuildKit does.

@@ -26,7 +26,7 @@ import io
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urljoin
 
@@ -60,7 +60,8 @@ from buildkit.registry.auth import (
     repository_scope,
     token_from_response,
 )
-from buildkit.registry.credentials import Credential, credentials_for
+from buildkit.registry.config import RegistryConfig
+from buildkit.registry.credentials import credentials_for
 
 MANIFEST_ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST))
 MAX_MANIFEST_SIZE = 4 << 20  # what registry:2 accepts
@@ -70,24 +71,6 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 OCTET_STREAM = "application/octet-stream"
 
 Opener = Callable[[], BinaryIO]
-
-
-@dataclass(frozen=True)
-class RegistryConfig:
-    """How to reach registries. `credentials` by host (`docker.io`,
-    `127.0.0.1:5000`); `insecure` hosts (with or without port) use plain HTTP;
-    `retries` extra attempts after a 5xx or a connection error, waiting
-    `backoff`, 2*`backoff`, 4*`backoff`... seconds. `trust_env` lets httpx read
-    proxy and CA settings from the environment: the engine never does unless
-    its caller (the CLI) says so."""
-
-    credentials: Mapping[str, Credential] = field(default_factory=dict)
-    insecure: frozenset[str] = frozenset()
-    retries: int = 3
-    backoff: float = 0.5
-    timeout: float = 60.0
-    user_agent: str = "farm"
-    trust_env: bool = False
 
 
 @dataclass(frozen=True)
