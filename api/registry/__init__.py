@@ -1,6 +1,8 @@
 """The OCI Distribution API (distribution-spec v1.1) at `/v2/`, over the store.
 
-routes.py   thin FastAPI routes: validate, authorize, call the service, map errors
+routes.py   the router: ping, token, version header; includes the two below
+manifest_routes.py, blob_routes.py   thin routes: validate, authorize, call the service, map errors
+state.py    `Registry`: what the routes share (store, config, uploads)
 service.py  registry logic over a `Store`: manifests, blobs, tags, referrers
 uploads.py  blob upload sessions (`UploadStore`, on a directory shared by API processes)
 auth.py     API tokens, the bearer token endpoint, HMAC-signed tokens, basic auth

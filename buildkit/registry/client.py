@@ -16,17 +16,17 @@ times. httpx errors become `RegistryError`s here, where they enter: 401/403
 
 `localhost`, `127.0.0.1` and `[::1]` registries, and hosts the caller marks
 insecure, are spoken to over plain HTTP; every other over HTTPS.
+
+The session side (connections, auth, retries) is `session.py`'s
+`RegistrySession`, the base of `RegistryClient`; the checks of what comes
+back are in `content.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 from urllib.parse import urljoin
 
@@ -48,361 +48,50 @@ from buildkit.image import (
     OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
-    ManifestInvalid,
-    detect_media_type,
 )
-from buildkit.reference import DEFAULT_DOMAIN, Reference
-from buildkit.registry.auth import (
-    Challenge,
-    basic_authorization,
-    merge_scopes,
-    parse_www_authenticate,
-    repository_scope,
-    token_from_response,
-)
+from buildkit.reference import Reference
+from buildkit.registry.auth import repository_scope
 from buildkit.registry.config import RegistryConfig
-from buildkit.registry.credentials import credentials_for
+from buildkit.registry.content import (
+    RemoteManifest,
+    _content_type,
+    _digest_of,
+    _manifest_media_type,
+    _VerifyingReader,
+)
+from buildkit.registry.session import (
+    DOCKER_HUB_API,
+    LOOPBACK_HOSTS,
+    RETRY_STATUS,
+    Opener,
+    RegistrySession,
+    _describe,
+    registry_error_message,
+)
+
+__all__ = [
+    "DOCKER_HUB_API",
+    "LOOPBACK_HOSTS",
+    "MANIFEST_ACCEPT",
+    "MAX_MANIFEST_SIZE",
+    "OCTET_STREAM",
+    "RETRY_STATUS",
+    "Opener",
+    "RegistryClient",
+    "RegistryConfig",
+    "RegistrySession",
+    "RemoteManifest",
+    "registry_error_message",
+]
 
 MANIFEST_ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST))
 MAX_MANIFEST_SIZE = 4 << 20  # what registry:2 accepts
-DOCKER_HUB_API = "registry-1.docker.io"
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 OCTET_STREAM = "application/octet-stream"
 
-Opener = Callable[[], BinaryIO]
 
-
-@dataclass(frozen=True)
-class RemoteManifest:
-    """A manifest or index as a registry served it: the exact bytes."""
-
-    data: bytes
-    media_type: str
-    digest: Digest
-
-    @property
-    def descriptor(self) -> Descriptor:
-        return Descriptor(self.media_type, self.digest, len(self.data))
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
-
-
-def _host_of(domain: str) -> str:
-    """`127.0.0.1:5000` → `127.0.0.1`; `[::1]:5000` → `[::1]`."""
-    if domain.startswith("["):
-        return domain[: domain.index("]") + 1]
-    return domain.rsplit(":", 1)[0] if ":" in domain else domain
-
-
-def registry_error_message(resp: httpx.Response) -> str:
-    """The `errors[].message` of a registry's JSON error body, or its status text."""
-    try:
-        body = resp.json()
-        errors = body.get("errors") if isinstance(body, dict) else None
-        if isinstance(errors, list) and errors:
-            parts = []
-            for err in errors:
-                if isinstance(err, dict):
-                    code, msg = err.get("code", ""), err.get("message", "")
-                    parts.append(f"{code}: {msg}" if code and msg else str(code or msg))
-            if parts:
-                return "; ".join(parts)
-    except (ValueError, httpx.ResponseNotRead, UnicodeDecodeError):
-        pass
-    return f"{resp.status_code} {resp.reason_phrase}".strip()
-
-
-def _content_type(resp: httpx.Response) -> str:
-    return resp.headers.get("content-type", "").split(";", 1)[0].strip()
-
-
-def _manifest_media_type(data: bytes, header: str) -> str:
-    """What the manifest is: its own `mediaType`, else the header if it names a
-    manifest type, else guessed from its shape."""
-    if header.startswith("application/vnd.docker.distribution.manifest.v1"):
-        raise ManifestInvalid(
-            f"schema 1 manifest ({header}) is not supported: the image is too old; "
-            "push it again with a current Docker or Farm"
-        )
-    declared = detect_media_type(data)
-    if declared in INDEX_TYPES | MANIFEST_TYPES:
-        return declared
-    if header in INDEX_TYPES | MANIFEST_TYPES:
-        return header
-    raise ManifestInvalid(f"unsupported manifest media type {declared or header!r}")
-
-
-def _hasher(digest: Digest) -> Any:
-    return hashlib.new(digest.algorithm)
-
-
-def _digest_of(data: bytes, algorithm: str = "sha256") -> Digest:
-    return Digest(f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}")
-
-
-class _VerifyingReader(io.RawIOBase):
-    """A blob body read as a file; at EOF its digest (and size) must match."""
-
-    def __init__(self, resp: httpx.Response, digest: Digest, size: int | None, what: str):
-        self._chunks = resp.iter_bytes()
-        self._hash = _hasher(digest)
-        self._digest = digest
-        self._size = size
-        self._what = what
-        self._buf = b""
-        self._seen = 0
-        self._eof = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf and not self._eof:
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                self._eof = True
-                self._verify()
-                break
-            except httpx.HTTPError as exc:
-                raise RegistryError(f"{self._what}: {exc}") from exc
-            self._hash.update(chunk)
-            self._seen += len(chunk)
-            self._buf = chunk
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-    def _verify(self) -> None:
-        got = Digest(f"{self._digest.algorithm}:{self._hash.hexdigest()}")
-        if got != self._digest:
-            raise DigestMismatch(f"{self._what}: content has digest {got}, not {self._digest}")
-        if self._size is not None and self._seen != self._size:
-            raise DigestMismatch(f"{self._what}: got {self._seen} bytes, expected {self._size}")
-
-
-class RegistryClient:
+class RegistryClient(RegistrySession):
     """One client for every registry (connections, tokens and known blob
     locations are shared); thread-safe. Close it, or use it as a context manager."""
-
-    def __init__(
-        self,
-        config: RegistryConfig | None = None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.config = config or RegistryConfig()
-        self._sleep = sleep
-        self._http = httpx.Client(
-            transport=transport,
-            timeout=self.config.timeout,
-            follow_redirects=True,  # httpx drops Authorization on a redirect to another host
-            headers={"User-Agent": self.config.user_agent},
-            trust_env=self.config.trust_env,
-        )
-        self._lock = threading.Lock()
-        self._tokens: dict[tuple[str, tuple[str, ...]], tuple[str, float]] = {}
-        self._challenges: dict[str, Challenge] = {}
-        self._locations: dict[tuple[str, str], list[str]] = {}
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # ------------------------------------------------------------ addresses
-
-    def is_insecure(self, domain: str) -> bool:
-        host = _host_of(domain)
-        return (
-            host in LOOPBACK_HOSTS or domain in self.config.insecure or host in self.config.insecure
-        )
-
-    def base_url(self, domain: str) -> str:
-        host = DOCKER_HUB_API if domain == DEFAULT_DOMAIN else domain
-        return f"{'http' if self.is_insecure(domain) else 'https'}://{host}"
-
-    def _url(self, ref: Reference, tail: str) -> str:
-        return f"{self.base_url(ref.domain)}/v2/{ref.path}/{tail}"
-
-    # ------------------------------------------------------------ blob locations
-
-    def note_blob(self, ref: Reference, digest: str) -> None:
-        """Remember that `ref`'s repository holds `digest` (a source for mounts)."""
-        with self._lock:
-            repos = self._locations.setdefault((ref.domain, digest), [])
-            if ref.path not in repos:
-                repos.append(ref.path)
-
-    def blob_sources(self, ref: Reference, digest: str) -> list[str]:
-        """Other repositories of `ref`'s registry known to hold `digest`."""
-        with self._lock:
-            return [p for p in self._locations.get((ref.domain, digest), []) if p != ref.path]
-
-    # ------------------------------------------------------------ requests
-
-    def _send(
-        self,
-        method: str,
-        url: str,
-        domain: str,
-        scopes: tuple[str, ...],
-        *,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        body: Opener | bytes | None = None,
-        stream: bool = False,
-        what: str = "",
-    ) -> httpx.Response:
-        """Send with auth and retries; the caller checks the status (and closes a stream)."""
-        what = what or f"{method} {url}"
-        attempt = 0
-        answered = False
-        while True:
-            hdrs = dict(headers or {})
-            auth = self._authorization(domain, scopes)
-            if auth:
-                hdrs["Authorization"] = auth
-            content: Any = None
-            opened: BinaryIO | None = None
-            if isinstance(body, bytes):
-                content = body
-            elif body is not None:
-                opened = body()
-                content = iter(lambda f=opened: f.read(1 << 20), b"")  # type: ignore[misc]
-            try:
-                request = self._http.build_request(
-                    method, url, headers=hdrs, params=params, content=content
-                )
-                resp = self._http.send(request, stream=stream)
-            except httpx.TransportError as exc:
-                if attempt < self.config.retries:
-                    self._backoff(attempt)
-                    attempt += 1
-                    continue
-                raise RegistryError(f"{what}: {_describe(exc)}") from exc
-            except httpx.HTTPError as exc:
-                raise RegistryError(f"{what}: {exc}") from exc
-            finally:
-                if opened is not None:
-                    opened.close()
-            if resp.status_code == 401 and not answered:
-                challenges = parse_www_authenticate(resp.headers.get("www-authenticate", ""))
-                resp.close()
-                self._answer(domain, scopes, challenges, what)
-                answered = True
-                continue
-            if resp.status_code in RETRY_STATUS and attempt < self.config.retries:
-                resp.close()
-                self._backoff(attempt)
-                attempt += 1
-                continue
-            if resp.status_code in (401, 403):
-                if stream:
-                    resp.read()
-                message = registry_error_message(resp)
-                resp.close()
-                verb = "authentication failed" if resp.status_code == 401 else "access denied"
-                raise AuthError(
-                    f"{what}: {verb} for {domain} ({message}); check the credentials "
-                    f"given for {domain} (docker login {domain}, or config.json)"
-                )
-            return resp
-
-    def _backoff(self, attempt: int) -> None:
-        self._sleep(self.config.backoff * (2**attempt))
-
-    def _authorization(self, domain: str, scopes: tuple[str, ...]) -> str:
-        with self._lock:
-            challenge = self._challenges.get(domain)
-            if challenge is None:
-                return ""
-            if challenge.scheme == "basic":
-                cred = credentials_for(self.config.credentials, domain)
-                return basic_authorization(cred.username, cred.password) if cred else ""
-            token = self._tokens.get((domain, scopes))
-        if token is not None and token[1] > time.monotonic():
-            return f"Bearer {token[0]}"
-        # The registry wants tokens: get one for these scopes before asking.
-        return f"Bearer {self._fetch_token(domain, scopes, challenge, '')}"
-
-    def _answer(
-        self, domain: str, scopes: tuple[str, ...], challenges: list[Challenge], what: str
-    ) -> None:
-        """Remember how `domain` authenticates, and get a token if it wants one."""
-        cred = credentials_for(self.config.credentials, domain)
-        for challenge in challenges:
-            if challenge.scheme == "bearer" and challenge.realm:
-                with self._lock:
-                    self._challenges[domain] = challenge
-                self._fetch_token(domain, scopes, challenge, what)
-                return
-            if challenge.scheme == "basic":
-                if cred is None:
-                    raise AuthError(
-                        f"{what}: {domain} requires a user name and password and none is "
-                        f"given (docker login {domain}, or config.json)"
-                    )
-                with self._lock:
-                    self._challenges[domain] = challenge
-                return
-        raise AuthError(f"{what}: {domain} requires authentication Farm cannot do: {challenges}")
-
-    def _fetch_token(
-        self, domain: str, scopes: tuple[str, ...], challenge: Challenge, what: str
-    ) -> str:
-        wanted = merge_scopes(scopes, challenge.scopes)
-        params: list[tuple[str, str | int | float | bool | None]] = []
-        if challenge.service:
-            params.append(("service", challenge.service))
-        params += [("scope", s) for s in wanted]
-        cred = credentials_for(self.config.credentials, domain)
-        headers = (
-            {"Authorization": basic_authorization(cred.username, cred.password)} if cred else {}
-        )
-        if cred:
-            params.append(("account", cred.username))
-        where = what or f"token for {domain}"
-        try:
-            resp = self._http.get(challenge.realm, params=params, headers=headers)
-        except httpx.HTTPError as exc:
-            raise RegistryError(
-                f"{where}: token endpoint {challenge.realm}: {_describe(exc)}"
-            ) from exc
-        if resp.status_code in (401, 403):
-            who = f"user {cred.username!r}" if cred else "anonymous access"
-            raise AuthError(
-                f"{where}: {challenge.realm} refused {who} for {domain} "
-                f"({registry_error_message(resp)}); check the credentials given for {domain}"
-            )
-        if resp.status_code != 200:
-            raise RegistryError(
-                f"{where}: token endpoint {challenge.realm} answered {registry_error_message(resp)}"
-            )
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        token = token_from_response(body)
-        if not token:
-            raise AuthError(f"{where}: token endpoint {challenge.realm} gave no token")
-        expires_in = body.get("expires_in") if isinstance(body, dict) else None
-        lifetime = (
-            float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 60.0
-        )
-        with self._lock:
-            # Renewed a little early, so a token does not expire in flight.
-            self._tokens[(domain, scopes)] = (token, time.monotonic() + max(lifetime - 10, 1))
-        return token
 
     # ------------------------------------------------------------ API
 
@@ -638,12 +327,3 @@ class RegistryClient:
         if said and said != digest:
             raise DigestMismatch(f"{what}: the registry stored {said}, not {digest}")
         return digest
-
-
-def _describe(exc: httpx.HTTPError) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect ({text})"
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({text})"
-    return text
