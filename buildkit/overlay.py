@@ -79,7 +79,9 @@ def merged(
         pad = _short_link(links, empty)
         while len(layers) < (1 if upper else 2):
             layers.append(pad)
-        options = "lowerdir=" + ":".join(layers)
+        # nosuid, nodev: the host never runs a setuid program or opens a device
+        # node of an image through a view, whatever the image holds.
+        options = "nosuid,nodev,lowerdir=" + ":".join(layers)
         if upper is not None:
             work = root / "work"
             work.mkdir()

@@ -58,6 +58,7 @@ class Snapshots:
         self.home = home
         self.root = home / "snapshots"
         self.scratch = home / "tmp"
+        secure_home(home)
 
     def path(self, key: str) -> Path:
         return self.root / key.removeprefix("sha256:")
@@ -179,6 +180,16 @@ class _VerifyingReader:
         while data := self.raw.read(CHUNK):
             self.hash.update(data)
         return self.hash.digest
+
+
+def secure_home(home: Path) -> None:
+    """Make FARM_HOME reachable by its owner only (0700), as Docker keeps
+    /var/lib/docker: snapshots hold what build steps wrote, setuid programs
+    and device nodes included, and no other user of the host may run or open
+    them through it."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if home.stat().st_mode & 0o077:
+        os.chmod(home, 0o700)
 
 
 def remove_tree(path: Path) -> None:

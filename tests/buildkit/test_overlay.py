@@ -70,3 +70,14 @@ def test_parallel_views_of_the_same_lowers(tmp_path):
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         assert list(pool.map(view, range(64))) == ["x"] * 64
+
+
+def test_views_are_nosuid_and_nodev(tmp_path):
+    """The host never runs an image's setuid program or opens its device nodes
+    through a view."""
+    low = tmp_path / "low"
+    low.mkdir()
+    with merged(tmp_path / "home", [low]) as root:
+        line = next(entry for entry in _mounts().splitlines() if entry.split()[4] == str(root))
+        flags = line.split()[5].split(",")
+        assert "nosuid" in flags and "nodev" in flags
