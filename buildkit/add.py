@@ -49,6 +49,7 @@ __all__ = [
     "add_sources",
     "fetch_with_httpx",
     "is_url",
+    "url_digest",
 ]
 
 URL_MODE = 0o600
@@ -100,6 +101,22 @@ def fetch_with_httpx(url: str, out: Sink, *, timeout: float = 300.0) -> Fetched:
         except (TypeError, ValueError):
             modified = None
     return Fetched(last_modified=modified)
+
+
+def url_digest(url: str, fetch: Fetch | None = None) -> str:
+    """`sha256:<hex>` of what `url` serves now: an ADD URL's identity in the step cache key.
+
+    The content is hashed as it streams and not kept: a cache miss downloads
+    it again to add it (BuildKit also fetches to compute the key).
+    """
+    digest = hashlib.sha256()
+    (fetch or fetch_with_httpx)(url, _Hashing(_Discard(), digest))
+    return f"sha256:{digest.hexdigest()}"
+
+
+class _Discard:
+    def write(self, data: bytes, /) -> int:
+        return len(data)
 
 
 def _parse_checksum(checksum: str) -> str:

@@ -308,7 +308,12 @@ class Builder:
                     return {"sources": resolve(from_)[0].key}
                 if not inst.sources:
                     return {}
-                return {"sources": hash_sources(inst, context_root, cache=self.file_digests)}
+                remote = _remote_identities(inst) if isinstance(inst, Add) else None
+                return {
+                    "sources": hash_sources(
+                        inst, context_root, cache=self.file_digests, remote=remote
+                    )
+                }
             if isinstance(inst, Run) and inst.mounts:
                 return {
                     "mounts": tuple(
@@ -393,3 +398,29 @@ class Builder:
 
 def _no_log(text: str) -> None:
     """Until the solver gives a step its own log (with the step's labels)."""
+
+
+def _remote_identities(inst: Add) -> dict[str, str]:
+    """What each remote source of an ADD is now, for its cache key (as BuildKit, which
+    fetches to compute the key): a URL's content digest, fetched and hashed; a git
+    URL's ref as `git ls-remote` resolves it. With `--checksum` the checksum is the
+    identity (it is in the step key too) and nothing is fetched: a changed download
+    fails the check when the step runs.
+
+    A miss downloads the URL again to add it, and content that changes between the
+    two downloads is stored under the first one's key.
+    """
+    from buildkit.add import is_url, url_digest
+    from buildkit.gitsource import GitFetcher, is_git_url
+
+    known: dict[str, str] = {}
+    for source in inst.sources:
+        if source in known or not (is_git_url(source) or is_url(source)):
+            continue
+        if inst.checksum:
+            known[source] = f"checksum:{inst.checksum}"
+        elif is_git_url(source):
+            known[source] = GitFetcher().resolve(source)
+        else:
+            known[source] = url_digest(source)
+    return known

@@ -362,10 +362,11 @@ def run_argv(inst: Run, shell: tuple[str, ...]) -> tuple[str, ...]:
         )
         if only and inst.heredocs[0].content.startswith("#!"):
             # A script with its own interpreter: write it out, run it, remove it.
-            body = inst.heredocs[0].content
+            body = inst.heredocs[0].content.rstrip("\n")
+            eof = _heredoc_delimiter(body)
             text = (
-                "f=$(mktemp) && cat > \"$f\" <<'FARM_HEREDOC_EOF'\n"
-                f"{body.rstrip(chr(10))}\nFARM_HEREDOC_EOF\n"
+                f"f=$(mktemp) && cat > \"$f\" <<'{eof}'\n"
+                f"{body}\n{eof}\n"
                 'chmod +x "$f" && "$f"; rc=$?; rm -f "$f"; exit $rc'
             )
         elif only:
@@ -377,6 +378,20 @@ def run_argv(inst: Run, shell: tuple[str, ...]) -> tuple[str, ...]:
                 parts.append(doc.name)
             text = "\n".join(parts)
     return (*shell, text)
+
+
+def _heredoc_delimiter(body: str) -> str:
+    """A heredoc delimiter that is no line of `body`, so the body cannot end it early.
+
+    `FARM_HEREDOC_EOF` when the body allows it (the RUN's argv, so its history
+    and cache key, stays what it always was), else `FARM_HEREDOC_EOF_<n>`.
+    """
+    lines = set(body.split("\n"))
+    eof, n = "FARM_HEREDOC_EOF", 0
+    while eof in lines:
+        n += 1
+        eof = f"FARM_HEREDOC_EOF_{n}"
+    return eof
 
 
 def created_by(step: Step) -> str:

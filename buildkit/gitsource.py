@@ -6,6 +6,10 @@
 with `allow_file=True` fetches it: on a farm worker a file URL would read the
 worker's own disk.)
 
+`GitFetcher.resolve(url)` asks the remote (`git ls-remote`) what the ref
+names now, without fetching: the cache key of an ADD from git, so a moved
+branch or tag is a miss.
+
 `GitFetcher.fetch(url, into)` makes a shallow fetch of `ref` (a branch, a tag
 or a commit hash; the remote's HEAD when there is none) into a fresh
 repository at `into`, checks it out detached, and returns the directory to
@@ -25,6 +29,7 @@ import re
 import shutil
 import stat
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -102,8 +107,8 @@ class GitFetcher:
             check=False,
         )
 
-    def fetch(self, url: str, into: Path, *, keep_git_dir: bool = False) -> tuple[Path, str]:
-        """Check out `url` into the new directory `into`; return (tree to copy, commit)."""
+    def _split(self, url: str) -> tuple[str, str, str]:
+        """(remote, ref, subdir) of `url`, or a GitError if it may not be fetched."""
         remote, ref, subdir = split_git_url(url)
         scheme = _scheme(remote)
         if remote.startswith("-") or scheme not in ("https", "http", "ssh", "git", "file"):
@@ -112,6 +117,26 @@ class GitFetcher:
             raise GitError(f"git URL {url!r}: file:// repositories are not allowed")
         if ref and (ref.startswith("-") or not _SAFE_REF.match(ref)):
             raise GitError(f"git URL {url!r}: invalid ref {ref!r}")
+        return remote, ref, subdir
+
+    def resolve(self, url: str) -> str:
+        """What the ref of `url` names on the remote now: its identity in a cache key.
+
+        The ref (HEAD when there is none) followed by the `git ls-remote`
+        lines (`<commit>\t<refname>`) of every ref it can match, so moving
+        any of them changes the answer. A commit hash that names no ref
+        matches nothing and stands for itself.
+        """
+        remote, ref, _ = self._split(url)
+        pattern = ref or "HEAD"
+        with tempfile.TemporaryDirectory(prefix="farm-git-") as scratch:
+            listed = self._run(["ls-remote", "--", remote, pattern], Path(scratch), Path(scratch))
+        self._check(listed, url, what=f"resolve {pattern} of")
+        return f"{pattern}\n{listed.stdout}"
+
+    def fetch(self, url: str, into: Path, *, keep_git_dir: bool = False) -> tuple[Path, str]:
+        """Check out `url` into the new directory `into`; return (tree to copy, commit)."""
+        remote, ref, subdir = self._split(url)
         into.mkdir(parents=True)
         home = into.parent
         self._check(self._run(["init", "-q", "."], into, home), url)

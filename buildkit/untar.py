@@ -11,7 +11,9 @@ without trusting the archive or the tree it lands in:
 * Member names are cleaned; a leading `/` is dropped; a name that climbs out
   of the destination (`../x`, `a/../../x`) is an `ArchiveError`, and so is a
   hard link to such a name and a symlink whose target, taken from the link's
-  directory, climbs out (Docker's "breakout" rule).
+  directory, climbs out (Docker's "breakout" rule). A member that is not a
+  directory but whose name cleans to the destination itself (a file `./`) is
+  an `ArchiveError` too: it would replace the destination directory.
 * Each member's parent directory is resolved inside `dest_root` with
   `buildkit.fsutil`, so a symlink planted by an earlier member (`x -> /`)
   still lands inside the image root, never on the host.
@@ -142,6 +144,13 @@ class _Extraction:
         owner = self.owner
         for member in self.tar:
             rel = _inside(member.name, self.archive, "entry")
+            if rel == "." and not member.isdir():
+                # Only a directory can merge into the destination itself: anything
+                # else would replace (rmtree) the destination, or the image root.
+                raise ArchiveError(
+                    f"{self.archive}: entry {member.name!r} names the destination itself"
+                    " but is not a directory"
+                )
             image_path = posixpath.normpath(posixpath.join(self.dest_dir, rel))
             if rel != ".":
                 parent, name = posixpath.split(image_path)

@@ -18,12 +18,12 @@ spurious miss, never a false hit, and the same rule for `--from` trees.
 
 Remote ADD sources are keyed by what is written plus what the caller knows:
 `remote[url]` (the content digest of a download, an ETag, the commit a git
-ref resolved to) when given. Without it an `http(s)` URL is keyed on the URL
+ref resolved to) when given. Without it a remote source is keyed on the URL
 alone (plus `--checksum`, in the step key): a file that changed behind the
-same URL is a stale hit until the caller supplies a digest. BuildKit instead
-fetches (with ETag revalidation) to compute the key; the engine can do that
-and pass the result. A git URL is keyed on the URL, which holds the ref
-(`#ref:subdir`); a moving branch has the same problem and the same remedy.
+same URL, or a branch that moved, would be a stale hit. So the builder always
+supplies it (`buildkit.builder._remote_identities`): as BuildKit does, it
+fetches an `http(s)` URL to key on the sha256 of its content, resolves a git
+ref with `git ls-remote`, and with `--checksum` keys on the checksum alone.
 
 `FileDigests` remembers the sha256 of files by (path, device, inode, size,
 mtime_ns, ctime_ns) for the life of a process, so a big unchanged context is

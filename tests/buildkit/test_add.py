@@ -12,6 +12,7 @@ import hashlib
 import http.server
 import io
 import os
+import re
 import stat
 import subprocess
 import tarfile
@@ -194,6 +195,44 @@ def test_tar_slip_is_refused(ctx: Path, dest: Path, members: list[Any], message:
         add(ctx, dest, "evil.tar", to="/x/y")
     assert not (dest / "x" / "evil").exists()
     assert not (dest / "evil").exists()
+
+
+@pytest.mark.parametrize("to", ["/", "/x/y"])
+@pytest.mark.parametrize(
+    "member",
+    [
+        entry("./", b"file"),
+        entry(".", b"file"),
+        entry("/", b"file"),
+        entry("a/..", b"file"),
+        entry(".", type=tarfile.SYMTYPE, linkname="elsewhere"),
+        entry("./", type=tarfile.FIFOTYPE),
+    ],
+    ids=["file ./", "file .", "file /", "file a/..", "symlink .", "fifo ./"],
+)
+def test_a_non_directory_naming_the_destination_is_refused(
+    ctx: Path, dest: Path, to: str, member: tuple[tarfile.TarInfo, bytes | None]
+) -> None:
+    # It would replace the destination directory (the whole root for `/`).
+    target = dest / to.lstrip("/")
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "keep").write_text("kept")
+    make_tar(ctx / "evil.tar", "w", [entry("before", b"b"), member])
+    name = member[0].name
+    with pytest.raises(ArchiveError, match=rf"evil\.tar: entry {re.escape(repr(name))} "):
+        add(ctx, dest, "evil.tar", to=to)
+    assert (target / "keep").read_text() == "kept"
+    assert target.is_dir()
+
+
+def test_a_directory_naming_the_destination_merges(ctx: Path, dest: Path) -> None:
+    (dest / "x").mkdir()
+    (dest / "x" / "keep").write_text("kept")
+    make_tar(ctx / "a.tar", "w", [entry("./", type=tarfile.DIRTYPE, mode=0o700), *SAMPLE])
+    add(ctx, dest, "a.tar", to="/x")
+    assert (dest / "x" / "keep").read_text() == "kept"
+    assert (dest / "x" / "app" / "hello.txt").read_text() == "hello"
+    assert stat.S_IMODE(os.lstat(dest / "x").st_mode) == 0o700
 
 
 def test_archive_paths_stay_inside_the_root(ctx: Path, dest: Path, tmp_path: Path) -> None:
@@ -588,3 +627,63 @@ def test_truncated_plain_archive_is_an_error(tmp_path: Path) -> None:
         f.truncate(512 + 50_000)
     with pytest.raises(tarfile.TarError):
         add_sources(spec("a.tar", dest="/"), src_root=ctx, dest_root=dest, workdir="/")
+
+
+# ---------------------------------------------------------------- identities for the cache key
+
+
+def test_url_digest_is_the_content_digest(server: tuple[str, Path]) -> None:
+    from buildkit.add import url_digest
+
+    base, www = server
+    want = serve(www, "f.txt", b"one")
+    assert url_digest(f"{base}/f.txt") == f"sha256:{want}"
+    want = serve(www, "f.txt", b"two")  # same URL, same Last-Modified, new content
+    assert url_digest(f"{base}/f.txt") == f"sha256:{want}"
+    with pytest.raises(AddError, match="HTTP 404"):
+        url_digest(f"{base}/missing")
+
+
+def test_git_resolve_names_the_commit(repo: dict[str, str]) -> None:
+    main = LOCAL_GIT.resolve(repo["url"] + "#main")
+    assert repo["second"] in main
+    assert LOCAL_GIT.resolve(repo["url"]) != main  # HEAD: keyed apart from #main
+    assert repo["second"] in LOCAL_GIT.resolve(repo["url"])
+    v1 = LOCAL_GIT.resolve(repo["url"] + "#v1:sub")
+    # An annotated tag: its tag object, which a moved tag replaces.
+    assert v1.startswith("v1\n") and v1.endswith("\trefs/tags/v1\n")
+    # A commit hash names no ref: it stands for itself.
+    assert LOCAL_GIT.resolve(f"{repo['url']}#{repo['first']}") == f"{repo['first']}\n"
+
+
+def test_git_resolve_follows_a_moved_branch(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    git("init", "-q", ".", cwd=work)
+    (work / "f").write_text("1")
+    git("add", ".", cwd=work)
+    git("commit", "-q", "-m", "one", cwd=work)
+    url = f"file://{work}#main"
+    before = LOCAL_GIT.resolve(url)
+    assert LOCAL_GIT.resolve(url) == before
+    (work / "f").write_text("2")
+    git("commit", "-q", "-am", "two", cwd=work)
+    after = LOCAL_GIT.resolve(url)
+    assert after != before
+    assert git("rev-parse", "HEAD", cwd=work) in after
+
+
+@pytest.mark.parametrize(
+    ("suffix", "fetcher", "message"),
+    [
+        ("#main", GitFetcher(), "file:// repositories are not allowed"),
+        ("#--upload-pack=touch", LOCAL_GIT, "invalid ref"),
+    ],
+)
+def test_git_resolve_refuses_what_fetch_refuses(
+    repo: dict[str, str], suffix: str, fetcher: GitFetcher, message: str
+) -> None:
+    with pytest.raises(GitError, match=message):
+        fetcher.resolve(repo["url"] + suffix)
+    with pytest.raises(GitError, match="failed to resolve main of file:///nonexistent"):
+        LOCAL_GIT.resolve("file:///nonexistent/repo.git#main")
