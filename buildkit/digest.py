@@ -34,7 +34,7 @@ class Digest(str):
     def __new__(cls, value: str) -> Digest:
         if isinstance(value, Digest):
             return value
-        match = _PATTERN.match(value) if isinstance(value, str) else None
+        match = _PATTERN.fullmatch(value) if isinstance(value, str) else None
         if match is None or len(match.group(2)) != _HEX_LENGTH[match.group(1)]:
             raise InvalidDigest(
                 f"invalid digest {value!r}: expected sha256:<64 lowercase hex digits>"

@@ -16,7 +16,8 @@ A client proves itself in one of three ways:
   the client asks the realm for a token (basic auth with any username and an
   API token as password, or nothing for anonymous pulls) and sends
   `Authorization: Bearer <token>`. These tokens are HMAC-signed and short-lived,
-  so any API process with the same secret verifies them, without shared state.
+  so any API process with the same secret verifies them, without shared state
+  (`FARM_REGISTRY_TOKEN_SECRET`, or the random key in `$FARM_HOME/registry-token.key`).
 - basic auth on every request, the password an API token (`skopeo --creds farm:TOKEN`);
 - `Authorization: Bearer <API token>` (curl, scripts).
 
@@ -27,14 +28,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import secrets
+import stat
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.registry.errors import RegistryHTTPError
@@ -82,14 +87,55 @@ def parse_api_tokens(text: str) -> dict[str, Role]:
     return tokens
 
 
-def derive_secret(tokens: Iterable[str]) -> bytes:
-    """The HMAC key of bearer tokens when none is configured: derived from the API
-    tokens, so every API process of the farm agrees on it (and rotating the API
-    tokens revokes the bearer tokens)."""
-    listed = sorted(tokens)
-    if not listed:
-        return os.urandom(32)
-    return hashlib.sha256(b"farm-registry-bearer-v1\0" + "\0".join(listed).encode()).digest()
+SECRET_FILE = "registry-token.key"
+SECRET_SIZE = 32
+
+
+def load_or_create_secret(home: Path) -> bytes:
+    """The HMAC key of bearer tokens when none is configured: 32 random bytes kept
+    in `$FARM_HOME/registry-token.key` (0600), so every API process on this host
+    verifies the tokens any of them signed. Never derived from the API tokens,
+    which would let any token holder compute it and sign itself a role.
+
+    The file appears whole or not at all: the bytes go to a private temporary file
+    (O_EXCL, 0600) that is then hard-linked to the final name, which fails if
+    another process got there first; its key wins and is read back."""
+    path = home / SECRET_FILE
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    home.mkdir(parents=True, exist_ok=True)
+    tmp = home / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(8)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        try:
+            os.write(fd, secrets.token_bytes(SECRET_SIZE))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileExistsError):  # another process was first: use its key
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o077:
+            raise TokenConfigError(
+                f"{path}: the bearer token key must be a regular file readable by its "
+                f"owner only (mode 0600), found {stat.filemode(info.st_mode)}"
+            )
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    if len(data) < SECRET_SIZE:
+        raise TokenConfigError(f"{path}: the bearer token key is shorter than {SECRET_SIZE} bytes")
+    return data
 
 
 @dataclass(frozen=True)
@@ -172,6 +218,8 @@ class Authorizer:
 
     def __init__(self, config: RegistryConfig) -> None:
         self.config = config
+        # never an empty HMAC key: without one configured, a key of this process only
+        self._secret = config.token_secret or secrets.token_bytes(SECRET_SIZE)
 
     # ---------------------------------------------------------------- identities
 
@@ -202,7 +250,7 @@ class Authorizer:
             role = self._api_token(value)
             if role is not None:
                 return Principal(role, subject=fingerprint(value))
-            claims = verify_token(self.config.token_secret, value, self.config.service)
+            claims = verify_token(self._secret, value, self.config.service)
             if claims is not None:
                 granted = frozenset(
                     (a.get("name", ""), action)
@@ -315,7 +363,7 @@ class Authorizer:
             "role": principal.role.value if principal.role else "",
             "access": [a.to_dict() for a in access],
         }
-        token = sign_token(self.config.token_secret, claims)
+        token = sign_token(self._secret, claims)
         issued = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         return {
             "token": token,

@@ -8,7 +8,7 @@ settings; `RegistryConfig.from_settings` turns them into one frozen value:
 | `FARM_REGISTRY_ANONYMOUS_PULL` | repository prefixes anyone may pull (`public,team/docs`; `*` for all) | none |
 | `FARM_REGISTRY_DELETE` | DELETE of manifests, tags and blobs (admin tokens in farm mode) | on |
 | `FARM_REGISTRY_REDIRECT_MIN_SIZE` | blobs this large are redirected to the store's URL (S3 presigned); 0 never | 0 |
-| `FARM_REGISTRY_TOKEN_SECRET` | HMAC key of bearer tokens | derived from `FARM_API_TOKENS` |
+| `FARM_REGISTRY_TOKEN_SECRET` | HMAC key of bearer tokens (set it, the same everywhere, when API processes run on several hosts) | random, kept in `$FARM_HOME/registry-token.key` |
 | `FARM_REGISTRY_TOKEN_TTL` | bearer token lifetime, seconds | 300 |
 | `FARM_REGISTRY_REALM` | public URL of the token endpoint | `<request base>/v2/token` |
 | `FARM_REGISTRY_UPLOADS` | blob upload sessions, shared by the API processes | `$FARM_HOME/uploads` |
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from api.registry.auth import Role, derive_secret, parse_api_tokens
+from api.registry.auth import Role, load_or_create_secret, parse_api_tokens
 from workers.settings import Settings
 
 MAX_MANIFEST_SIZE = 4 << 20  # the spec: registries SHOULD accept at least 4 MiB
@@ -49,12 +49,15 @@ class RegistryConfig:
     def from_settings(cls, settings: Settings) -> RegistryConfig:
         tokens = parse_api_tokens(settings.api_tokens)
         prefixes = (p.strip().strip("/") for p in settings.registry_anonymous_pull.split(","))
+        secret = settings.registry_token_secret.encode()
+        if not secret and tokens:  # without tokens there is no auth, and no token to verify
+            secret = load_or_create_secret(settings.home)
         return cls(
             tokens=tokens,
             anonymous_pull=tuple(p for p in prefixes if p),
             delete_enabled=settings.registry_delete,
             redirect_min_size=max(0, settings.registry_redirect_min_size),
-            token_secret=settings.registry_token_secret.encode() or derive_secret(tokens),
+            token_secret=secret,
             token_ttl=settings.registry_token_ttl,
             realm=settings.registry_realm,
             uploads_dir=settings.registry_uploads or settings.home / "uploads",

@@ -142,6 +142,8 @@ class RegistryService:
         if media_type in GENERIC_TYPES:
             media_type = detect_media_type(data)
         parsed = parse_manifest_or_index(data, media_type)
+        if not isinstance(parsed, Index):
+            self._check_blobs_linked(repo, parsed.config, *parsed.layers)
         try:
             desc = self.store.put_manifest(repo, data, media_type)
         except BlobUnknown as exc:
@@ -151,6 +153,23 @@ class RegistryService:
         if tag is not None:
             self.store.link_manifest(repo, desc, tag)
         return desc, parsed.subject
+
+    def _check_blobs_linked(self, repo: str, *blobs: Descriptor) -> None:
+        """MANIFEST_BLOB_UNKNOWN unless every blob a pushed manifest names is linked
+        into `repo` (pushed or mounted there). The store links whatever it holds
+        (Farm's own publishing relies on that); a client must not get a blob of
+        another repository into this one just by naming its digest. A layer with
+        `urls` (non-distributable) may be absent from the store, not unlinked."""
+        for blob in blobs:
+            if self.store.blob_linked(repo, blob.digest):
+                continue
+            if blob.urls and not self.store.has_blob(blob.digest):
+                continue
+            raise RegistryHTTPError(
+                "MANIFEST_BLOB_UNKNOWN",
+                f"blob unknown to registry: {repo}@{blob.digest} (referenced by the manifest)",
+                detail={"digest": str(blob.digest)},
+            )
 
     def delete_manifest(self, repo: str, reference: str) -> None:
         self._check_delete()
@@ -219,15 +238,19 @@ class RegistryService:
             raise BlobUnknown(f"blob unknown to registry: {repo}@{digest}")
 
     def mount(self, repo: str, digest: Digest, source: str | None) -> Descriptor | None:
-        """Link a stored blob into `repo` from `source` (or from anywhere when
-        `source` is None, as the spec allows); None when it cannot be done."""
+        """Link a blob into `repo` from `source`, where it must be linked (the caller
+        checked that the client may pull `source`); None when it cannot be done,
+        and the client uploads the blob instead. Without `source` only a blob
+        already linked into `repo` counts as mounted: the store's other blobs
+        (other repositories', pulled bases, cache layers) are not the client's
+        to claim by digest."""
         if source is not None:
             try:
                 if not self.store.blob_linked(source, digest):
                     return None
             except ReferenceFormatError:
                 return None
-        elif not self.store.has_blob(digest):
+        elif not self.store.blob_linked(repo, digest):
             return None
         self.store.link_blob(repo, digest)
         return Descriptor("application/octet-stream", digest, self.store.blob_size(digest))

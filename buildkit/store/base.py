@@ -40,7 +40,7 @@ class NameUnknown(RegistryError):
 
 
 def validate_repository(name: str) -> str:
-    if len(name) > MAX_REPOSITORY_LENGTH or not REPOSITORY_RE.match(name):
+    if len(name) > MAX_REPOSITORY_LENGTH or not REPOSITORY_RE.fullmatch(name):
         raise ReferenceFormatError(
             f"invalid repository name {name!r}: lowercase letters, digits and separators "
             "(., _, __, -) between them, path components joined by /, at most 255 characters"
@@ -49,7 +49,7 @@ def validate_repository(name: str) -> str:
 
 
 def validate_tag(tag: str) -> str:
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise ReferenceFormatError(
             f"invalid tag {tag!r}: up to 128 letters, digits, _, . and -, not starting with . or -"
         )
@@ -59,7 +59,7 @@ def validate_tag(tag: str) -> str:
 def validate_key(key: str) -> tuple[str, ...]:
     """A JSON record key, `builds/<id>`: `/`-separated names of [A-Za-z0-9._-]."""
     parts = tuple(key.split("/"))
-    if not all(_KEY_PART_RE.match(p) for p in parts):
+    if not all(_KEY_PART_RE.fullmatch(p) for p in parts):
         raise ValueError(f"invalid record key {key!r}")
     return parts
 

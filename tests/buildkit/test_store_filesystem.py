@@ -4,6 +4,7 @@ atomic renames from `<root>/farm/.tmp/`, fsync, mtimes."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -111,3 +112,55 @@ def test_unlinks_remove_the_link_directory(store):
     assert not (repo / "_layers" / "sha256" / blob.digest.hex).exists()
     assert not (repo / "_manifests" / "revisions" / "sha256" / desc.digest.hex).exists()
     assert not (repo / "_manifests" / "tags" / "1").exists()
+
+
+# ---------------------------------------------------------------- names, exactly
+
+
+@pytest.mark.parametrize("name", ["app\n", "team/app\n", "app\r\n", "\napp", "app/\n"])
+def test_repository_names_with_a_trailing_newline_are_invalid(name):
+    from buildkit.errors import ReferenceFormatError
+    from buildkit.store.base import validate_repository
+
+    with pytest.raises(ReferenceFormatError):
+        validate_repository(name)
+    assert validate_repository("team/app") == "team/app"
+
+
+@pytest.mark.parametrize("tag", ["v1\n", "latest\n", "v1\r\n", "\nv1"])
+def test_tags_with_a_trailing_newline_are_invalid(tag):
+    from buildkit.errors import ReferenceFormatError
+    from buildkit.store.base import validate_tag
+
+    with pytest.raises(ReferenceFormatError):
+        validate_tag(tag)
+    assert validate_tag("v1") == "v1"
+
+
+@pytest.mark.parametrize("key", ["builds/1\n", "builds\n/1", "builds/1\r\n"])
+def test_record_keys_with_a_trailing_newline_are_invalid(key):
+    from buildkit.store.base import validate_key
+
+    with pytest.raises(ValueError):
+        validate_key(key)
+    assert validate_key("builds/1") == ("builds", "1")
+
+
+def test_the_store_refuses_a_tag_with_a_newline(store):
+    from buildkit.errors import ReferenceFormatError
+
+    desc = store.put_manifest("app", manifest_bytes(store), OCI_MANIFEST)
+    with pytest.raises(ReferenceFormatError):
+        store.link_manifest("app", desc, "v1\n")
+    with pytest.raises(ReferenceFormatError):
+        store.resolve("app\n", desc.digest)
+
+
+def test_put_manifest_still_links_stored_blobs(store):
+    """Farm's own publishing (`tag_image`) goes through `store.put_manifest`, which
+    links the manifest's stored blobs; only the registry API refuses unlinked ones."""
+    data = manifest_bytes(store, "publish")
+    desc = store.put_manifest("published", data, OCI_MANIFEST)
+    config = json.loads(data)["config"]["digest"]
+    assert store.blob_linked("published", Digest(config))
+    assert store.resolve("published", desc.digest) == desc

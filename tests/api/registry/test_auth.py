@@ -3,7 +3,11 @@ anonymous pulls by prefix, and tokens verified by a second API process."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 
@@ -11,7 +15,12 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.registry.auth import sign_token
+from api.registry.auth import (
+    TokenConfigError,
+    load_or_create_secret,
+    parse_api_tokens,
+    sign_token,
+)
 from api.registry.config import RegistryConfig
 from buildkit.digest import Digest
 from buildkit.store.filesystem import FilesystemStore
@@ -215,3 +224,84 @@ def test_a_second_process_verifies_the_tokens(farm):
         with farm.client(auth=("f", "pushtok")) as pusher:
             _, public = push_image(pusher, "public/p", "1", "p")
         assert client.get("/v2/public/p/manifests/1").content == public
+
+
+# ---------------------------------------------------------------- the bearer token key
+
+
+def test_a_token_signed_with_a_key_derived_from_the_api_tokens_is_401(farm):
+    """The key used to be sha256 of the API tokens: anyone holding them (a pull
+    token suffices, with the others guessed or leaked) could sign itself admin."""
+    old_key = hashlib.sha256(
+        b"farm-registry-bearer-v1\0" + "\0".join(sorted(parse_api_tokens(TOKENS))).encode()
+    ).digest()
+    claims = {"aud": "farm", "exp": time.time() + 60, "sub": "x", "role": "admin",
+              "access": [{"type": "repository", "name": "forged", "actions": ["pull", "push", "delete"]}]}  # fmt: skip
+    forged = sign_token(old_key, claims)
+    with farm.client(headers=bearer(forged)) as client:
+        r = client.post("/v2/forged/blobs/uploads/")
+        assert (r.status_code, codes(r)) == (401, ["UNAUTHORIZED"])
+        assert client.get("/v2/forged/tags/list").status_code == 401
+
+
+def test_the_key_is_random_and_kept_0600_in_the_home(farm):
+    path = farm.home / "registry-token.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    key = path.read_bytes()
+    assert len(key) == 32
+    assert (
+        RegistryConfig.from_settings(Settings(home=farm.home, api_tokens=TOKENS)).token_secret
+        == key
+    )
+    # the configured secret wins (several hosts)
+    settings = Settings(home=farm.home, api_tokens=TOKENS, registry_token_secret="s3cret")
+    assert RegistryConfig.from_settings(settings).token_secret == b"s3cret"
+
+
+def test_two_apps_on_the_same_home_verify_each_others_tokens(tmp_path):
+    home = tmp_path / "home"
+    store = FilesystemStore(home / "registry")
+    servers = []
+    with contextlib.ExitStack() as stack:
+        for _ in range(2):
+            settings = Settings(home=home, api_tokens=TOKENS)
+            app = create_app(settings, store=store, config=RegistryConfig.from_settings(settings))
+            servers.append(stack.enter_context(ThreadServer(app)))
+        assert stat.S_IMODE((home / "registry-token.key").stat().st_mode) == 0o600
+        first, second = (Registry(s.url, store, home) for s in servers)
+        with first.client(auth=("f", "pushtok")) as pusher:
+            push_image(pusher, "both", "1", "both")
+        for signer, verifier in ((first, second), (second, first)):
+            t = token(signer, "repository:both:pull", ("f", "pulltok"))
+            with verifier.client(headers=bearer(t)) as client:
+                assert client.get("/v2/both/manifests/1").status_code == 200
+    other = tmp_path / "other"  # another home: another key, the tokens do not verify
+    settings = Settings(home=other, api_tokens=TOKENS)
+    assert (
+        RegistryConfig.from_settings(settings).token_secret
+        != (home / "registry-token.key").read_bytes()
+    )
+
+
+def test_concurrent_creation_agrees_on_one_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: load_or_create_secret(tmp_path / "h"), range(16)))
+    assert len(keys) == 1 and len(keys.pop()) == 32
+    assert [p.name for p in (tmp_path / "h").iterdir()] == ["registry-token.key"]
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path):
+    path = tmp_path / "registry-token.key"
+    path.write_bytes(os.urandom(32))
+    path.chmod(0o644)
+    with pytest.raises(TokenConfigError, match="0600"):
+        load_or_create_secret(tmp_path)
+    path.chmod(0o600)
+    assert load_or_create_secret(tmp_path) == path.read_bytes()
+
+
+def test_no_api_tokens_no_key_file(tmp_path):
+    config = RegistryConfig.from_settings(Settings(home=tmp_path, api_tokens=""))
+    assert not config.auth_enabled and not (tmp_path / "registry-token.key").exists()

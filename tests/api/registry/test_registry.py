@@ -10,10 +10,13 @@ from buildkit.digest import Digest
 from buildkit.image import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
+    OCI_CONFIG,
     OCI_EMPTY,
     OCI_INDEX,
+    OCI_LAYER_GZIP,
     OCI_MANIFEST,
 )
+from buildkit.store.base import put_bytes
 from tests.api.registry.conftest import (
     codes,
     descriptor,
@@ -239,8 +242,10 @@ def test_cross_repository_mount(http):
     assert r.status_code == 202 and "Location" in r.headers
     r = http.post("/v2/target2/blobs/uploads/", params={"mount": MISSING, "from": "source"})
     assert r.status_code == 202
-    # without from: found anywhere in the store
+    # without from: not found anywhere in the store, only in the target itself
     r = http.post("/v2/target3/blobs/uploads/", params={"mount": digest})
+    assert r.status_code == 202 and "Location" in r.headers
+    r = http.post("/v2/target/blobs/uploads/", params={"mount": digest})
     assert r.status_code == 201
     r = http.post("/v2/target3/blobs/uploads/", params={"mount": MISSING})
     assert r.status_code == 202
@@ -414,3 +419,61 @@ def test_delete_disabled(tmp_path):
                 r = client.delete(path)
                 assert (r.status_code, codes(r)) == (405, ["UNSUPPORTED"])
             assert client.get("/v2/keep/manifests/1").status_code == 200
+
+
+# ---------------------------------------------------------------- blobs of other repositories
+
+
+def test_mount_without_from_does_not_reach_unlinked_blobs(http, registry):
+    """A blob in the store but linked nowhere the client can see (a pulled private
+    base image, a cache layer) cannot be claimed by naming its digest."""
+    secret = put_bytes(registry.store, b"private base layer").digest
+    assert registry.store.has_blob(secret)
+    r = http.post("/v2/thief/blobs/uploads/", params={"mount": secret})
+    assert r.status_code == 202 and r.headers["Location"]  # an upload, not a mount
+    assert not registry.store.blob_linked("thief", secret)
+    assert http.get(f"/v2/thief/blobs/{secret}").status_code == 404
+    # from a repository it is not linked into: no mount either
+    push_blob(http, "decoy", b"decoy")
+    r = http.post("/v2/thief/blobs/uploads/", params={"mount": secret, "from": "decoy"})
+    assert r.status_code == 202
+    assert http.head(f"/v2/thief/blobs/{secret}").status_code == 404
+
+
+def test_manifest_cannot_link_blobs_not_in_the_repository(http, registry):
+    blobs, manifest = image("stolen")
+    for data in blobs.values():
+        put_bytes(registry.store, data)  # stored, linked into no repository
+    headers = {"Content-Type": OCI_MANIFEST}
+    r = http.put("/v2/thief2/manifests/1", content=manifest, headers=headers)
+    assert (r.status_code, codes(r)) == (400, ["MANIFEST_BLOB_UNKNOWN"])
+    for digest in blobs:
+        assert http.get(f"/v2/thief2/blobs/{digest}").status_code == 404
+        assert not registry.store.blob_linked("thief2", Digest(digest))
+    # linked into another repository only: the same
+    push_image(http, "owner", "1", "owned")
+    owned, manifest = image("owned")
+    r = http.put("/v2/thief2/manifests/1", content=manifest, headers=headers)
+    assert (r.status_code, codes(r)) == (400, ["MANIFEST_BLOB_UNKNOWN"])
+    for digest in owned:
+        assert http.get(f"/v2/thief2/blobs/{digest}").status_code == 404
+    # once the client mounts them (with from) or pushes them, the manifest goes in
+    for digest in owned:
+        r = http.post("/v2/thief2/blobs/uploads/", params={"mount": digest, "from": "owner"})
+        assert r.status_code == 201
+    r = http.put("/v2/thief2/manifests/1", content=manifest, headers=headers)
+    assert r.status_code == 201, r.text
+
+
+def test_a_subject_that_is_not_there_is_accepted(http):
+    blobs, _ = image("subj")
+    for data in blobs.values():
+        push_blob(http, "subj", data)
+    layer, config = blobs.values()
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": descriptor(config, OCI_CONFIG), "layers": [descriptor(layer, OCI_LAYER_GZIP)],
+           "subject": {"mediaType": OCI_MANIFEST, "digest": MISSING, "size": 12}}  # fmt: skip
+    data = json.dumps(doc).encode()
+    r = http.put(f"/v2/subj/manifests/{Digest.of(data)}", content=data,
+                 headers={"Content-Type": OCI_MANIFEST})  # fmt: skip
+    assert r.status_code == 201, r.text
