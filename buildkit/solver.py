@@ -35,7 +35,7 @@ from buildkit.cache.keys import is_filesystem_step, step_key
 from buildkit.dockerfile.buildplan import BuildPlan, StagePlan, Step
 from buildkit.dockerfile.describe import summarize
 from buildkit.dockerfile.instructions import Run
-from buildkit.errors import InternalError
+from buildkit.errors import DockerfileError, InternalError, UserError
 from buildkit.events import Emit, Event
 from buildkit.executor import Executor, ImageState, LayerRef, Made, StepContext
 from buildkit.platforms import Platform
@@ -162,6 +162,31 @@ class Solver:
         stage: StagePlan,
         use_cache: bool,
     ) -> ImageState:
+        """One step; a user's mistake it finds is reported at its Dockerfile line."""
+        try:
+            return self._run_step(state, step, ctx, n, total, stage, use_cache)
+        except BuildCancelled:
+            raise
+        except UserError as exc:
+            if isinstance(exc, DockerfileError):
+                raise
+            raise DockerfileError(
+                str(exc), path=ctx.path, line=step.line, instruction=step.keyword
+            ) from exc
+        except InternalError as exc:
+            _locate(exc, ctx.path, step)
+            raise
+
+    def _run_step(
+        self,
+        state: ImageState,
+        step: Step,
+        ctx: StepContext,
+        n: int,
+        total: int,
+        stage: StagePlan,
+        use_cache: bool,
+    ) -> ImageState:
         on_qemu = ctx.emulated and isinstance(step.instruction, Run)
         common = dict(
             platform=str(stage.platform), stage=stage.display_name, step=n, total=total,
@@ -245,3 +270,15 @@ class Solver:
         layer = made[0] if made is not None else None
         index.record(self.store, key, layer, now=time.time(), description=description)
         self.used[key] = layer.digest if layer is not None else None
+
+
+def _locate(exc: InternalError, path: str, step: Step) -> None:
+    """Prefix a retryable error's message with the step's place, when its message
+    is its only argument (errors that format themselves are left as they are)."""
+    if not exc.retryable or type(exc).__str__ is not Exception.__str__:
+        return
+    if len(exc.args) != 1 or not isinstance(exc.args[0], str):
+        return
+    where = f"{path}:{step.line}: {step.keyword}: " if step.line else f"{path}: {step.keyword}: "
+    if not exc.args[0].startswith(where):
+        exc.args = (where + exc.args[0],)

@@ -2,8 +2,9 @@
 
 The CLI turns its flags into a `LocalBuild`; `run_build` opens the context,
 plans, builds every platform, then publishes: tags in the store (type=image),
-an OCI archive (type=oci) or a directory (type=local). Tags move last, after
-every blob and manifest is stored. Base images no repository of the store
+an OCI archive (type=oci) or a directory (type=local). Every destination is
+checked before any step runs; then files and cache exports are written, then
+pushes, and tags move last: a failed output leaves every tag where it was. Base images no repository of the store
 holds are pulled (and remembered under `bases/`; `--pull` asks the registry
 again); tags naming another registry are pushed there with `--push`
 (`type=registry`, `type=image,push=true`), and only warned about without it.
@@ -241,6 +242,7 @@ def _run_build(
 ) -> LocalResult:
     store = open_store(settings)
     outputs = _registry_outputs(request, warn)
+    check_destinations(request, outputs)
     if not outputs:
         warn("WARNING: No output specified: the build result will only remain in the build cache. "
              "Use -t NAME to keep it in the local store, or --output.")  # fmt: skip
@@ -279,8 +281,11 @@ def _run_build(
         for message in plans.messages:
             warn(message)
         result = builder.build(plans, ctx)
+    # Files first, then the cache, then pushes; tags move last, so a failed
+    # output leaves every tag where it was.
     for out in outputs:
-        _write_output(store, out, result, request.tags, config.source_date_epoch, client)
+        if out.type in ("oci", "local"):
+            _write_output(store, out, result, request.tags, config.source_date_epoch, client)
     for target in request.cache_to:
         try:
             keys = result.cache_keys_for(target.mode)
@@ -289,11 +294,23 @@ def _run_build(
 
                 export_cache_to_registry(store, keys, client, target.ref)
             else:
-                export_cache(store, keys, Path(target.dest))
+                try:
+                    export_cache(store, keys, Path(target.dest))
+                except OSError as exc:
+                    raise OutputError(
+                        f"--cache-to type=local,dest={target.dest}: cannot write the cache: "
+                        f"{_reason(exc)}"
+                    ) from exc
         except FarmError as exc:
             if not target.ignore_error:
                 raise
             warn(f"WARNING: --cache-to {target.where}: {exc}")
+    for out in outputs:
+        if out.type == "image":
+            _push_image(store, out, result, request.tags, client)
+    for out in outputs:
+        if out.type == "image":
+            _tag_image(store, out, result, request.tags)
     return LocalResult(result, plans, request.tags)
 
 
@@ -319,6 +336,35 @@ def _import_cache(store: Store, source: CacheOption, warn, client: RegistryClien
         warn(f"WARNING: --cache-from {source.where}: {exc}")
 
 
+def _image_names(out: Output, tags: tuple[str, ...]) -> tuple[str, ...]:
+    return tags or ((out.name,) if out.name else ())
+
+
+def _push_image(
+    store: Store,
+    out: Output,
+    result: BuildResult,
+    tags: tuple[str, ...],
+    client: RegistryClient | None,
+) -> None:
+    """type=image,push=true: the names of other registries, pushed there."""
+    if not out.push or client is None:
+        return
+    for name in _image_names(out, tags):
+        if names_other_registry(name):
+            from buildkit.registry.push import push_image  # httpx only when used
+
+            push_image(client, store, result.descriptor, result.children, name)
+
+
+def _tag_image(store: Store, out: Output, result: BuildResult, tags: tuple[str, ...]) -> None:
+    """type=image: the names of Farm's store, moved to the result."""
+    for name in _image_names(out, tags):
+        if not names_other_registry(name):
+            repo, tag = split_tag(name)
+            tag_image(store, repo, tag, result.descriptor, result.children)
+
+
 def _write_output(
     store: Store,
     out: Output,
@@ -327,18 +373,30 @@ def _write_output(
     epoch: int | None,
     client: RegistryClient | None = None,
 ) -> None:
-    names = tags or ((out.name,) if out.name else ())
+    """One output; for type=image, pushes first and tags after them."""
     if out.type == "image":
-        for name in names:
-            if not names_other_registry(name):
-                repo, tag = split_tag(name)
-                tag_image(store, repo, tag, result.descriptor, result.children)
-        for name in names:
-            if names_other_registry(name) and out.push and client is not None:
-                from buildkit.registry.push import push_image  # httpx only when used
+        _push_image(store, out, result, tags, client)
+        _tag_image(store, out, result, tags)
+        return
+    try:
+        _write_file_output(store, out, result, tags, epoch)
+    except OSError as exc:
+        raise OutputError(
+            f"--output type={out.type},dest={out.dest}: cannot write the output: {_reason(exc)}"
+        ) from exc
 
-                push_image(client, store, result.descriptor, result.children, name)
-    elif out.type == "oci":
+
+def _reason(exc: OSError) -> str:
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return exc.strerror or str(exc)
+
+
+def _write_file_output(
+    store: Store, out: Output, result: BuildResult, tags: tuple[str, ...], epoch: int | None
+) -> None:
+    names = _image_names(out, tags)
+    if out.type == "oci":
         # index.json names the image in full (docker.io/library/app:1), as BuildKit does.
         name = normalize(names[0]) if names else None
         if out.dest == "-":
@@ -348,11 +406,70 @@ def _write_output(
             return
         dest = Path(out.dest)
         part = dest.with_name(f".{dest.name}.part")
-        with open(part, "wb") as f:
-            write_oci_archive(store, result.descriptor, f, name=name, source_date_epoch=epoch or 0)
-        os.replace(part, dest)
+        try:
+            with open(part, "wb") as f:
+                write_oci_archive(
+                    store, result.descriptor, f, name=name, source_date_epoch=epoch or 0
+                )
+            os.replace(part, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                part.unlink()
+            raise
     else:
         _write_local(store, result, Path(out.dest))
+
+
+def check_destinations(request: LocalBuild, outputs: tuple[Output, ...]) -> None:
+    """Every place the build will write (or read a cache from), checked before
+    any step runs: a build that cannot publish its result does not start."""
+    for out in outputs:
+        if out.type == "oci" and out.dest != "-":
+            dest = Path(out.dest)
+            option = f"--output type=oci,dest={out.dest}"
+            _check_parent(dest, option)
+            if dest.is_dir():
+                raise OutputError(f"{option}: {dest} is a directory; give the archive's file name")
+        elif out.type == "local":
+            _check_directory(Path(out.dest), f"--output type=local,dest={out.dest}")
+    for target in request.cache_to:
+        if target.type == "local":
+            _check_directory(Path(target.dest), f"--cache-to type=local,dest={target.dest}")
+    for source in request.cache_from:
+        if source.type == "local":
+            src = Path(source.src)
+            if src.exists() and not src.is_dir():
+                raise OutputError(
+                    f"--cache-from type=local,src={source.src}: {src} is not a directory"
+                )
+
+
+def check_metadata_file(path: Path) -> None:
+    """--metadata-file: its directory must exist, and it must not be one."""
+    option = f"--metadata-file {path}"
+    _check_parent(path, option)
+    if path.is_dir():
+        raise OutputError(f"{option}: {path} is a directory")
+
+
+def _check_parent(path: Path, option: str) -> None:
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise OutputError(f"{option}: the directory {parent} {what}")
+
+
+def _check_directory(path: Path, option: str) -> None:
+    """A directory, or nothing yet (made on export) under a directory or nothing."""
+    if path.is_dir():
+        return
+    if path.exists():
+        raise OutputError(f"{option}: {path} exists and is not a directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{option}: {parent} is not a directory")
+            return
 
 
 def _write_local(store: Store, result: BuildResult, dest: Path) -> None:
@@ -378,6 +495,11 @@ def metadata(local: LocalResult) -> dict[str, object]:
 
 
 def write_metadata(path: Path, local: LocalResult) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    path.write_text(json.dumps(metadata(local), indent=2) + "\n")
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        path.write_text(json.dumps(metadata(local), indent=2) + "\n")
+    except OSError as exc:
+        raise OutputError(
+            f"--metadata-file {path}: cannot write the metadata: {_reason(exc)}"
+        ) from exc

@@ -135,8 +135,17 @@ def build(
     from api.progress import make_progress
     from buildkit.cache.local import parse_cache_option
     from buildkit.platforms import parse_platforms
-    from workers.embedded import LocalBuild, parse_output, run_build, write_metadata
+    from workers.embedded import (
+        LocalBuild,
+        check_metadata_file,
+        parse_output,
+        run_build,
+        write_metadata,
+    )
     from workers.settings import get_settings
+
+    if metadata_file:
+        check_metadata_file(Path(metadata_file))  # before any step runs
 
     request = LocalBuild(
         context=context,
