@@ -5,6 +5,12 @@ A stage's filesystem is a stack of snapshots (bottom first). A step that
 changes files gets a fresh upper directory over that stack; what it wrote
 becomes a layer blob in the store and, unchanged, the next snapshot. A step
 that changes nothing adds no layer, only history.
+
+Entitlements: `RUN --network=host` needs `--allow network.host` and
+`RUN --security=insecure` needs `--allow security.insecure`, as in BuildKit.
+Farm never grants extra privileges, though: an allowed insecure step still
+runs in the usual sandbox (no extra capabilities, devices or seccomp
+relaxation), so only steps that work unprivileged succeed.
 """
 
 from __future__ import annotations
@@ -191,6 +197,13 @@ class Executor:
         if network is NetworkMode.HOST and "network.host" not in self.config.allow:
             raise DockerfileError(
                 "network host is not allowed: pass --allow network.host to farm build",
+                path=ctx.path,
+                line=inst.line,
+                instruction="RUN",
+            )
+        if inst.security == "insecure" and "security.insecure" not in self.config.allow:
+            raise DockerfileError(
+                "security.insecure is not allowed: pass --allow security.insecure to farm build",
                 path=ctx.path,
                 line=inst.line,
                 instruction="RUN",

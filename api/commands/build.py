@@ -85,7 +85,7 @@ from api.commands.registry import insecure_option, registry_config
     "--allow",
     "allow",
     multiple=True,
-    type=click.Choice(["network.host"]),
+    type=click.Choice(["network.host", "security.insecure"]),
     help="Allow extra privileges.",
 )
 @click.option("--progress", default="auto", type=click.Choice(["auto", "tty", "plain", "rawjson"]))

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 
 from buildkit.dockerfile.args import expand, quote
 from buildkit.dockerfile.buildplan import Base, Dependency
+from buildkit.dockerfile.commands.metadata import FROM_ARITY
 from buildkit.dockerfile.expand import ExpansionError, expand_word
 from buildkit.dockerfile.instructions import Copy, Dockerfile, From, Instruction, Run, Stage
+from buildkit.dockerfile.words import split_whitespace
 from buildkit.errors import DockerfileError, PlatformError, ReferenceFormatError
 from buildkit.platforms import Platform, parse_platform
 from buildkit.reference import normalize
@@ -66,6 +68,10 @@ def resolve_stages(
         exp = expand(
             frm.image, global_values, escape=escape, path=df.path, line=frm.line, keyword="FROM"
         )
+        if "${" in frm.image and split_whitespace(frm.image) != [frm.image]:
+            # Blanks inside `${...}` kept one word only for an expansion
+            # error to win; BuildKit splits FROM on blanks before expanding.
+            raise _error(df, FROM_ARITY, frm)
         if not exp.value:
             raise _error(df, f"base name ({frm.image}) should not be blank", frm)
         used = set(exp.matched)

@@ -8,6 +8,12 @@ options of `RUN --mount` are expanded; RUN, CMD, ENTRYPOINT, SHELL,
 HEALTHCHECK and ONBUILD are left for the shell or for later. All words of
 one instruction expand with the environment from before it, so
 `ENV A=1 B=$A` gives B the old A.
+
+Validation after expansion, as BuildKit's dispatch does: STOPSIGNAL must be a
+Linux signal name (any case, with or without SIG) or a number 1..64 (moby's
+ParseSignal takes any non-zero integer; Farm keeps to Linux's signals);
+EXPOSE ports must be `PORT[-PORT][/tcp|udp|sctp]` with every port in
+1..65535 and ranges ascending.
 """
 
 from __future__ import annotations
@@ -114,6 +120,12 @@ class StageWalker:
         self._report(exp.unmatched, inst)
         return words
 
+    def _check(self, message: str | None, inst: Instruction) -> None:
+        if message is not None:
+            raise DockerfileError(
+                message, path=self.df.path, line=inst.line, instruction=inst.keyword
+            )
+
     def _words(self, words: tuple[str, ...], inst: Instruction) -> tuple[str, ...]:
         return tuple(self._word(w, inst) for w in words)
 
@@ -128,6 +140,8 @@ class StageWalker:
             return replace(inst, pairs=self._pairs(inst.pairs, inst))
         if isinstance(inst, Expose):
             ports = tuple(p for w in inst.ports for p in self._split(w, inst))
+            for port in ports:
+                self._check(port_error(port), inst)
             return replace(inst, ports=ports)
         if isinstance(inst, Volume):
             return replace(inst, paths=self._words(inst.paths, inst))
@@ -136,7 +150,9 @@ class StageWalker:
         if isinstance(inst, Workdir):
             return replace(inst, path=self._word(inst.path, inst))
         if isinstance(inst, StopSignal):
-            return replace(inst, signal=self._word(inst.signal, inst))
+            signal = self._word(inst.signal, inst)
+            self._check(signal_error(signal), inst)
+            return replace(inst, signal=signal)
         if isinstance(inst, CopyBase):
             return self._expand_copy(inst)
         if isinstance(inst, Run) and inst.mounts:
@@ -334,6 +350,79 @@ _HANDLERS: dict[type, Callable[[StageWalker, Instruction], None]] = {
     HealthcheckInst: StageWalker._healthcheck,  # type: ignore[dict-item]
     Onbuild: StageWalker._onbuild,  # type: ignore[dict-item]
 }
+
+
+# Linux signal names without SIG (moby/sys/signal's SignalMap for linux).
+SIGNALS = frozenset(
+    {
+        *[
+            "ABRT",
+            "ALRM",
+            "BUS",
+            "CHLD",
+            "CLD",
+            "CONT",
+            "FPE",
+            "HUP",
+            "ILL",
+            "INT",
+            "IO",
+            "IOT",
+            "KILL",
+            "PIPE",
+            "POLL",
+            "PROF",
+            "PWR",
+        ],
+        *[
+            "QUIT",
+            "SEGV",
+            "STKFLT",
+            "STOP",
+            "SYS",
+            "TERM",
+            "TRAP",
+            "TSTP",
+            "TTIN",
+            "TTOU",
+            "URG",
+            "USR1",
+            "USR2",
+            "VTALRM",
+        ],
+        *["WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX"],
+        *(f"RTMIN+{i}" for i in range(1, 16)),
+        *(f"RTMAX-{i}" for i in range(1, 15)),
+    }
+)
+MAX_SIGNAL = 64
+PORT_PROTOCOLS = ("tcp", "udp", "sctp")
+
+
+def signal_error(signal: str) -> str | None:
+    """Why `signal` is no valid STOPSIGNAL, or None when it is."""
+    if signal.isascii() and signal.isdigit():
+        return None if 1 <= int(signal) <= MAX_SIGNAL else f"Invalid signal: {signal}"
+    name = signal.upper()
+    if name.startswith("SIG"):
+        name = name[3:]
+    return None if name in SIGNALS else f"Invalid signal: {signal}"
+
+
+def port_error(spec: str) -> str | None:
+    """Why `spec` is no valid EXPOSE port (`80`, `53/udp`, `8000-8010/tcp`)."""
+    ports, _, proto = spec.partition("/")
+    if proto and proto.lower() not in PORT_PROTOCOLS:
+        return f"invalid proto: {proto}"
+    start, dash, end = ports.partition("-")
+    numbers = []
+    for part in (start, end) if dash else (start,):
+        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= 65535:
+            return f"invalid containerPort: {ports}"
+        numbers.append(int(part))
+    if numbers[-1] < numbers[0]:
+        return f"invalid range specified for containerPort: {ports}"
+    return None
 
 
 def _join_workdir(current: str, path: str) -> str:

@@ -36,6 +36,38 @@ def split_whitespace(text: str, maxsplit: int = 0) -> list[str]:
     return _WHITESPACE.split(text, maxsplit=maxsplit)
 
 
+def split_whitespace_braced(text: str, escape: str = "\\") -> list[str]:
+    """split_whitespace, but blanks inside `${...}` do not split: the words of
+    `FROM ${IMAGE:?must be set}` (used to let the expansion error show)."""
+    words: list[str] = []
+    word: list[str] = []
+    depth, pos, n = 0, 0, len(text)
+    while pos < n:
+        ch = text[pos]
+        if ch == escape and pos + 1 < n:
+            word.append(text[pos : pos + 2])
+            pos += 2
+            continue
+        if text.startswith("${", pos):
+            depth += 1
+            word.append("${")
+            pos += 2
+            continue
+        if ch == "}" and depth:
+            depth -= 1
+        elif depth == 0 and ch in "\t\v\f\r ":
+            if word:
+                words.append("".join(word))
+                word = []
+            pos += 1
+            continue
+        word.append(ch)
+        pos += 1
+    if word:
+        words.append("".join(word))
+    return words
+
+
 def extract_builder_flags(line: str) -> tuple[str, list[str]]:
     """Split the leading `--flag` words off `line`: (rest, flags).
 

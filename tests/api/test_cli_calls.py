@@ -101,6 +101,13 @@ def test_call_check_lists_warnings_and_fails(tmp_path):
         ("FROM scratch AS a\n", ("--target", "nope"), "nope"),
         ("FROM scratch\nCOPY --bogus a b\n", (), "Dockerfile:2"),
         ("FROM scratch\nRUN <<EOF\necho\n", (), "Dockerfile:2"),
+        (
+            "FROM scratch\nSTOPSIGNAL SIGFOO\n",
+            ("--allow", "security.insecure"),
+            "Dockerfile:2: STOPSIGNAL: Invalid signal: SIGFOO",
+        ),
+        ("FROM scratch\nEXPOSE 99999999\n", (), "Dockerfile:2: EXPOSE: invalid containerPort"),
+        ("FROM ${NOPE:?unset var}\n", (), "Dockerfile:1: FROM: failed to process"),
     ],
 )
 def test_errors_name_file_and_line_without_traceback(tmp_path, dockerfile, args, want):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from buildkit.errors import BuildStepError
+from buildkit.errors import BuildStepError, DockerfileError
 from buildkit.store.base import NameUnknown
 from tests.engine.conftest import BASE, build
 
@@ -148,3 +148,22 @@ def test_nothing_is_tagged_after_a_failure(tmp_path: Path, store) -> None:  # ty
     assert str(store.resolve("app", "1").digest) == first.digest
     with pytest.raises(NameUnknown):
         store.resolve("other", "1")
+
+
+@pytest.mark.parametrize(
+    ("allow", "refused"),
+    [((), True), (("network.host",), True), (("security.insecure",), False)],
+)
+def test_security_insecure_needs_allow(
+    tmp_path: Path, allow: tuple[str, ...], refused: bool
+) -> None:
+    text = BASE + "RUN --security=insecure echo ran > /insecure\n"
+    if refused:
+        with pytest.raises(DockerfileError, match=r"--allow security\.insecure") as info:
+            build(tmp_path, text, allow=allow)
+        assert info.value.line == 4
+        assert info.value.instruction == "RUN"
+        return
+    # Allowed, it still runs in the ordinary sandbox.
+    built = build(tmp_path, text, allow=allow)
+    assert (built.rootfs(tmp_path / "root") / "insecure").read_text() == "ran\n"

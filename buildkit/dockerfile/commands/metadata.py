@@ -30,10 +30,13 @@ from buildkit.dockerfile.instructions import (
     Volume,
     Workdir,
 )
-from buildkit.dockerfile.words import parse_words, split_whitespace
+from buildkit.dockerfile.words import parse_words, split_whitespace, split_whitespace_braced
 
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9\-_.]*")
 FROM_FLAGS = (FlagSpec("platform", "string"),)
+FROM_ARITY = (
+    "FROM requires either one or three arguments: FROM [--platform=<platform>] <image> [AS <name>]"
+)
 
 
 # ---------------------------------------------------------------- stages
@@ -41,6 +44,13 @@ FROM_FLAGS = (FlagSpec("platform", "string"),)
 
 def parse_from(req: _Request) -> From:
     args = split_whitespace(req.node.args)
+    if not _from_shape(args) and "${" in req.node.args:
+        # `FROM ${IMAGE:?msg with blanks}`: keep the braces whole so the
+        # expansion error (or, once it expands, the arity error) is reported
+        # when stages.py expands the base name.
+        braced = split_whitespace_braced(req.node.args, req.ctx.escape)
+        if len(braced) == 1 or (len(braced) == 3 and braced[1].lower() == "as"):
+            args = braced
     flags = req.flags(*FROM_FLAGS)
     name = ""
     if len(args) == 3 and args[1].lower() == "as":
@@ -51,11 +61,12 @@ def parse_from(req: _Request) -> From:
                 "name can't start with a number or contain symbols"
             )
     elif len(args) != 1:
-        raise req.error(
-            "FROM requires either one or three arguments: "
-            "FROM [--platform=<platform>] <image> [AS <name>]"
-        )
+        raise req.error(FROM_ARITY)
     return From(**req.base(), image=args[0], name=name, platform=_str(flags, "platform"))
+
+
+def _from_shape(args: list[str]) -> bool:
+    return len(args) == 1 or (len(args) == 3 and args[1].lower() == "as")
 
 
 # ---------------------------------------------------------------- metadata
