@@ -42,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cases as C
-from run import Run, run, wipe
+from common import Run, failed_cell, machine, markdown, run, timing_cell, wipe
 
 REPO = C.REPO
 sys.path.insert(0, str(REPO))
@@ -378,13 +378,8 @@ class Cell:
 
     def seconds(self) -> str:
         if self.error:
-            return f"FAIL: {self.error}".replace("|", "\\|")
-        if not self.times:
-            return "-"
-        med = statistics.median(self.times)
-        if len(self.times) == 1:
-            return f"{med:.2f}"
-        return f"{med:.2f} ({min(self.times):.2f}-{max(self.times):.2f})"
+            return failed_cell(self.error)
+        return timing_cell(self.times, 2)
 
     def rate(self, total: int) -> str:
         if self.error or not self.times:
@@ -533,11 +528,6 @@ def environment(farm_command: list[str]) -> list[str]:
         r = run(argv, timeout=30, cwd=REPO)
         return (r.stdout.strip() or r.stderr.strip()).splitlines()[0] if r.ok else "?"
 
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
     head = out(["git", "rev-parse", "--short", "HEAD"])
     dirty = run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO).stdout.strip()
     try:
@@ -547,9 +537,7 @@ def environment(farm_command: list[str]) -> list[str]:
     except Exception:
         versions = "?"
     return [
-        f"- machine: {cpu}, {os.cpu_count()} CPUs, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
-        f"Linux {platform.release()}, Python {platform.python_version()}",
+        machine(f"Python {platform.python_version()}"),
         f"- Farm: `{shlex.join(farm_command)} serve` at {head}"
         + (" with uncommitted changes" if dirty else ""),
         f"- {out(['skopeo', '--version'])}; {out(['docker-registry', '--version'])}",
@@ -583,14 +571,10 @@ def render(rows: list[Row], header: list[str], footer: list[str], info: ImageInf
     for r in rows:
         notes = [r.target.note, *r.notes, r.cpu_note()]
         out.append(f"- {r.target.label}: " + "; ".join(n for n in notes if n))
-    out += ["", *footer]
-    failures = [(r, name, c) for r in rows for name, c in (("push", r.push), ("pull", r.pull))
+    failures = [(f"{r.target.label} / {name}", c.error_tail)
+                for r in rows for name, c in (("push", r.push), ("pull", r.pull))
                 if c.error_tail]  # fmt: skip
-    if failures:
-        out += ["", "Failures (tail of the output):", ""]
-        for r, name, c in failures:
-            out += [f"{r.target.label} / {name}:", "", "```", c.error_tail, "```", ""]
-    return "\n".join(out).rstrip() + "\n"
+    return markdown([*out, "", *footer], failures)
 
 
 # ------------------------------------------------------------ main

@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cases as C
+from common import Run, failed_cell, machine, markdown, run, timing_cell, wipe
 
 REPO = C.REPO
 PLATFORMS = "linux/amd64,linux/arm64"
@@ -44,87 +45,6 @@ NETWORK_ERRORS = re.compile(
     r"|slirp4netns|No route to host",
     re.IGNORECASE,
 )
-
-
-# ------------------------------------------------------------ running commands
-
-
-@dataclass
-class Run:
-    ok: bool
-    seconds: float
-    stdout: str = ""
-    stderr: str = ""
-    returncode: int | None = None
-    end_wall: float = 0.0  # time.time() when the process ended
-    argv: list[str] = field(default_factory=list)
-
-    def tail(self, lines: int = 12) -> str:
-        text = (self.stderr.strip() or self.stdout.strip()).splitlines()
-        return "\n".join(text[-lines:])
-
-    def short_error(self) -> str:
-        """The last meaningful line of the error, for a table cell."""
-        for line in reversed((self.stderr.strip() or self.stdout.strip()).splitlines()):
-            line = line.strip()
-            if line and not line.startswith(("^", "~")):
-                return line[-140:]
-        return f"exit {self.returncode}"
-
-
-def run(
-    argv: list[str],
-    *,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    timeout: float = 900,
-    log_to: Path | None = None,
-) -> Run:
-    started = time.monotonic()
-    try:
-        proc = subprocess.run(
-            argv, env=env, cwd=cwd, timeout=timeout, capture_output=True, text=True,
-            errors="replace", stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        result = Run(
-            proc.returncode == 0, time.monotonic() - started, proc.stdout, proc.stderr,
-            proc.returncode, time.time(), argv,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
-        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-        result = Run(
-            False, time.monotonic() - started, out, err + f"\nTIMEOUT after {timeout:.0f}s",
-            None, time.time(), argv,
-        )  # fmt: skip
-    except OSError as exc:
-        result = Run(False, time.monotonic() - started, "", str(exc), None, time.time(), argv)
-    if log_to is not None:
-        log_to.parent.mkdir(parents=True, exist_ok=True)
-        log_to.write_text(
-            f"$ {shlex.join(argv)}\n# exit {result.returncode}, {result.seconds:.2f}s\n"
-            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}\n"
-        )
-    return result
-
-
-def mounts_under(base: Path) -> list[str]:
-    prefix = os.path.realpath(base) + "/"
-    found = []
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        mountpoint = line.split()[1].replace("\\040", " ")
-        if mountpoint.startswith(prefix) or mountpoint == prefix.rstrip("/"):
-            found.append(mountpoint)
-    return found
-
-
-def wipe(path: Path) -> None:
-    """Unmount whatever is left under `path`, then remove it."""
-    for mountpoint in reversed(mounts_under(path)):
-        subprocess.run(["umount", "-l", mountpoint], capture_output=True, timeout=60)
-    shutil.rmtree(path, ignore_errors=True)
-    if path.exists():  # immutable or busy leftovers: say so, go on
-        C.log(f"warning: could not remove all of {path}")
 
 
 # ------------------------------------------------------------ OCI archives
@@ -354,15 +274,10 @@ class Cell:
 
     def text(self) -> str:
         if self.error:
-            return f"FAIL: {self.error}".replace("|", "\\|")
+            return failed_cell(self.error)
         if self.skipped:
             return self.skipped
-        if not self.times:
-            return "-"
-        med = statistics.median(self.times)
-        if len(self.times) == 1:
-            return f"{med:.1f} s"
-        return f"{med:.1f} s ({min(self.times):.1f}-{max(self.times):.1f})"
+        return timing_cell(self.times, 1, " s")
 
 
 @dataclass
@@ -492,17 +407,10 @@ def environment(buildah_driver: str, farm_command: list[str]) -> list[str]:
         r = run(argv, timeout=30, cwd=REPO)
         return r.stdout.strip() if r.ok else "?"
 
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
     head = out(["git", "rev-parse", "--short", "HEAD"])
     dirty = out(["git", "status", "--porcelain", "--untracked-files=no"])
     lines = [
-        f"- machine: {cpu}, {os.cpu_count()} CPUs, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
-        f"Linux {platform.release()}, host {platform.machine()} (arm64 through QEMU binfmt_misc)",
+        machine(f"host {platform.machine()} (arm64 through QEMU binfmt_misc)"),
         f"- Farm: `{shlex.join(farm_command)}` at {head}"
         + (" with uncommitted changes" if dirty else ""),
     ]
@@ -549,14 +457,12 @@ def render(
         if detail:
             out.append(f"- {r.case} / {r.tool}: " + "; ".join(detail))
     failures = [
-        (r, phase, cell) for r in rows for phase, cell in r.cells.items() if cell.error_tail
+        (f"{r.case} / {r.tool} / {phase}", cell.error_tail)
+        for r in rows
+        for phase, cell in r.cells.items()
+        if cell.error_tail
     ]
-    out += ["", *footer]
-    if failures:
-        out += ["", "Failures (tail of the output):", ""]
-        for r, phase, cell in failures:
-            out += [f"{r.case} / {r.tool} / {phase}:", "", "```", cell.error_tail, "```", ""]
-    return "\n".join(out).rstrip() + "\n"
+    return markdown([*out, "", *footer], failures)
 
 
 # ------------------------------------------------------------ main

@@ -95,7 +95,7 @@ def _acquire(entry: Path, spec: CacheSpec, seed: Seeder | None) -> tuple[int, Pa
     found = _try_any(entry, exclusive)
     if found is not None:
         return found
-    with _locked(entry / ".lock"):
+    with locked_entry(entry):
         # Someone may have released or created an instance while we waited.
         found = _try_any(entry, exclusive)
         if found is not None:
@@ -172,8 +172,10 @@ def _create(
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def locked_entry(entry: Path) -> Iterator[None]:
+    """Hold a cache key's `.lock`: whoever picks, creates or prunes its
+    instances holds it meanwhile."""
+    fd = os.open(entry / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -63,11 +63,7 @@ def load_image(store: Store, repo: str, ref: str, platform: Platform) -> StoredI
     doc = parse_manifest_or_index(read_blob(store, desc.digest), desc.media_type)
     if isinstance(doc, Index) or desc.media_type in INDEX_TYPES:
         assert isinstance(doc, Index)
-        chosen = [d for d in doc.manifests if d.platform and matches(platform, d.platform)]
-        if not chosen:
-            have = ", ".join(str(d.platform) for d in doc.manifests if d.platform)
-            raise ManifestUnknown(f"image {repo}:{ref} has no {platform} variant (it has {have})")
-        desc = chosen[0]
+        desc = _platform_entry(doc, platform, f"{repo}:{ref}")
         doc = parse_manifest_or_index(read_blob(store, desc.digest), desc.media_type)
     assert isinstance(doc, Manifest)
     config = parse_config(read_blob(store, doc.config.digest))
@@ -142,17 +138,22 @@ def write_base_record(
     )
 
 
+def _platform_entry(index: Index, platform: Platform, label: str) -> Descriptor:
+    """The first entry of `index` that runs on `platform` (`ManifestUnknown` if none)."""
+    chosen = [d for d in index.manifests if d.platform and matches(platform, d.platform)]
+    if not chosen:
+        have = ", ".join(str(d.platform) for d in index.manifests if d.platform)
+        raise ManifestUnknown(f"image {label} has no {platform} variant (it has {have})")
+    return chosen[0]
+
+
 def image_at(store: Store, desc: Descriptor, platform: Platform, label: str) -> StoredImage:
     """The image `desc` points to (or its index's `platform` entry), every blob
     of it present in the store (`ManifestUnknown` otherwise)."""
     try:
         doc = parse_manifest_or_index(read_blob(store, desc.digest), desc.media_type)
         if isinstance(doc, Index):
-            chosen = [d for d in doc.manifests if d.platform and matches(platform, d.platform)]
-            if not chosen:
-                have = ", ".join(str(d.platform) for d in doc.manifests if d.platform)
-                raise ManifestUnknown(f"image {label} has no {platform} variant (it has {have})")
-            desc = chosen[0]
+            desc = _platform_entry(doc, platform, label)
             doc = parse_manifest_or_index(read_blob(store, desc.digest), desc.media_type)
         if not isinstance(doc, Manifest):
             raise ManifestUnknown(f"image {label}: an index inside an index is not supported")

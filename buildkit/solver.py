@@ -146,38 +146,14 @@ class Solver:
             if self.cancelled.is_set():
                 raise BuildCancelled("the build was cancelled")
             ctx = context(step, stage, plan, states, emulated)
-            state = self._step(state, step, ctx, n, total, stage, use_cache)
+            with _step_errors(ctx.path, step):
+                state = self._step(state, step, ctx, n, total, stage, use_cache)
         states[stage.index] = state
         return state
 
     # ------------------------------------------------------------ one step
 
     def _step(
-        self,
-        state: ImageState,
-        step: Step,
-        ctx: StepContext,
-        n: int,
-        total: int,
-        stage: StagePlan,
-        use_cache: bool,
-    ) -> ImageState:
-        """One step; a user's mistake it finds is reported at its Dockerfile line."""
-        try:
-            return self._run_step(state, step, ctx, n, total, stage, use_cache)
-        except BuildCancelled:
-            raise
-        except UserError as exc:
-            if isinstance(exc, DockerfileError):
-                raise
-            raise DockerfileError(
-                str(exc), path=ctx.path, line=step.line, instruction=step.keyword
-            ) from exc
-        except InternalError as exc:
-            _locate(exc, ctx.path, step)
-            raise
-
-    def _run_step(
         self,
         state: ImageState,
         step: Step,
@@ -270,6 +246,25 @@ class Solver:
         layer = made[0] if made is not None else None
         index.record(self.store, key, layer, now=time.time(), description=description)
         self.used[key] = layer.digest if layer is not None else None
+
+
+@contextlib.contextmanager
+def _step_errors(path: str, step: Step) -> Iterator[None]:
+    """A user's mistake a step finds is reported at its Dockerfile line; a
+    retryable failure gets the step's place in its message."""
+    try:
+        yield
+    except BuildCancelled:
+        raise
+    except UserError as exc:
+        if isinstance(exc, DockerfileError):
+            raise
+        raise DockerfileError(
+            str(exc), path=path, line=step.line, instruction=step.keyword
+        ) from exc
+    except InternalError as exc:
+        _locate(exc, path, step)
+        raise
 
 
 def _locate(exc: InternalError, path: str, step: Step) -> None:

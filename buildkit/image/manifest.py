@@ -45,6 +45,30 @@ def _schema_version(obj: dict[str, Any], where: str) -> None:
         raise ManifestInvalid(f"{where}.schemaVersion: expected 2")
 
 
+def _envelope(doc: Manifest | Index, body: dict[str, Any]) -> dict[str, Any]:
+    """The fields a manifest and an index share, around `body`, in the order
+    the digest depends on."""
+    obj: dict[str, Any] = {"schemaVersion": 2, "mediaType": doc.media_type}
+    if doc.artifact_type:
+        obj["artifactType"] = doc.artifact_type
+    obj.update(body)
+    if doc.subject is not None:
+        obj["subject"] = doc.subject.to_dict()
+    if doc.annotations:
+        obj["annotations"] = _sorted_map(doc.annotations)
+    return obj
+
+
+def _envelope_fields(obj: dict[str, Any], where: str, default_type: str) -> dict[str, Any]:
+    """Read the fields a manifest and an index share (see `_envelope`)."""
+    return {
+        "media_type": _str(obj, "mediaType", where) or default_type,
+        "artifact_type": _str(obj, "artifactType", where),
+        "subject": _subject(obj, where),
+        "annotations": _str_map(obj, "annotations", where),
+    }
+
+
 @dataclass(frozen=True)
 class Manifest:
     """An image manifest (OCI, or Docker schema 2: the same shape)."""
@@ -57,16 +81,10 @@ class Manifest:
     annotations: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        obj: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type}
-        if self.artifact_type:
-            obj["artifactType"] = self.artifact_type
-        obj["config"] = self.config.to_dict()
-        obj["layers"] = [d.to_dict() for d in self.layers]
-        if self.subject is not None:
-            obj["subject"] = self.subject.to_dict()
-        if self.annotations:
-            obj["annotations"] = _sorted_map(self.annotations)
-        return obj
+        return _envelope(
+            self,
+            {"config": self.config.to_dict(), "layers": [d.to_dict() for d in self.layers]},
+        )
 
     def to_json(self) -> bytes:
         return canonical_json(self.to_dict())
@@ -80,10 +98,7 @@ class Manifest:
         return cls(
             config=Descriptor.from_dict(obj["config"], where + ".config"),
             layers=_descriptors(obj, "layers", where),
-            media_type=_str(obj, "mediaType", where) or OCI_MANIFEST,
-            artifact_type=_str(obj, "artifactType", where),
-            subject=_subject(obj, where),
-            annotations=_str_map(obj, "annotations", where),
+            **_envelope_fields(obj, where, OCI_MANIFEST),
         )
 
 
@@ -98,15 +113,7 @@ class Index:
     annotations: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        obj: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type}
-        if self.artifact_type:
-            obj["artifactType"] = self.artifact_type
-        obj["manifests"] = [d.to_dict() for d in self.manifests]
-        if self.subject is not None:
-            obj["subject"] = self.subject.to_dict()
-        if self.annotations:
-            obj["annotations"] = _sorted_map(self.annotations)
-        return obj
+        return _envelope(self, {"manifests": [d.to_dict() for d in self.manifests]})
 
     def to_json(self) -> bytes:
         return canonical_json(self.to_dict())
@@ -117,10 +124,7 @@ class Index:
         _schema_version(obj, where)
         return cls(
             manifests=_descriptors(obj, "manifests", where),
-            media_type=_str(obj, "mediaType", where) or OCI_INDEX,
-            artifact_type=_str(obj, "artifactType", where),
-            subject=_subject(obj, where),
-            annotations=_str_map(obj, "annotations", where),
+            **_envelope_fields(obj, where, OCI_INDEX),
         )
 
     def for_platform(self, platform: Platform) -> Descriptor | None:

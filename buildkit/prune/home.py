@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from buildkit.cache.index import list_records
+from buildkit.cachemounts import locked_entry
 from buildkit.digest import Digest
 from buildkit.errors import BlobUnknown
 from buildkit.image import Manifest, ManifestInvalid, parse_config, parse_manifest_or_index
@@ -103,7 +104,7 @@ def _prune_cache_mounts(root: Path, cutoff: float, report: PruneReport) -> None:
     if not root.is_dir():
         return
     for entry in sorted(p for p in root.iterdir() if p.is_dir()):
-        with _flock(entry / ".lock"):
+        with locked_entry(entry):
             for instance in sorted(p for p in entry.iterdir() if p.name.isdigit()):
                 _prune_instance(instance, cutoff, report)
 
@@ -129,13 +130,3 @@ def _prune_instance(instance: Path, cutoff: float, report: PruneReport) -> None:
     remove_tree(trash)
     report.cache_mounts += 1
     report.cache_mount_bytes += size
-
-
-@contextlib.contextmanager
-def _flock(path: Path):  # type: ignore[no-untyped-def]
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

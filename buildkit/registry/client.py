@@ -89,6 +89,17 @@ MAX_MANIFEST_SIZE = 4 << 20  # what registry:2 accepts
 OCTET_STREAM = "application/octet-stream"
 
 
+def _expect_ok(resp: httpx.Response, what: str, unknown: type[RegistryError], noun: str) -> None:
+    """Raise `unknown` for a 404 of a streamed GET, `RegistryError` for any other
+    status but 200 (reading the body for the registry's message)."""
+    if resp.status_code == 404:
+        resp.read()
+        raise unknown(f"{what}: {noun} unknown ({registry_error_message(resp)})")
+    if resp.status_code != 200:
+        resp.read()
+        raise RegistryError(f"{what}: {registry_error_message(resp)}")
+
+
 class RegistryClient(RegistrySession):
     """One client for every registry (connections, tokens and known blob
     locations are shared); thread-safe. Close it, or use it as a context manager."""
@@ -112,12 +123,7 @@ class RegistryClient(RegistrySession):
             headers={"Accept": MANIFEST_ACCEPT}, stream=True, what=what,
         )  # fmt: skip
         try:
-            if resp.status_code == 404:
-                resp.read()
-                raise ManifestUnknown(f"{what}: manifest unknown ({registry_error_message(resp)})")
-            if resp.status_code != 200:
-                resp.read()
-                raise RegistryError(f"{what}: {registry_error_message(resp)}")
+            _expect_ok(resp, what, ManifestUnknown, "manifest")
             data = self._read_limited(resp, MAX_MANIFEST_SIZE, what)
         finally:
             resp.close()
@@ -207,12 +213,7 @@ class RegistryClient(RegistrySession):
             "GET", url, ref.domain, (repository_scope(ref.path),), stream=True, what=what
         )
         try:
-            if resp.status_code == 404:
-                resp.read()
-                raise BlobUnknown(f"{what}: blob unknown ({registry_error_message(resp)})")
-            if resp.status_code != 200:
-                resp.read()
-                raise RegistryError(f"{what}: {registry_error_message(resp)}")
+            _expect_ok(resp, what, BlobUnknown, "blob")
             self.note_blob(ref, want)
             yield io.BufferedReader(_VerifyingReader(resp, want, size, what), 1 << 20)
         finally:
