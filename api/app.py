@@ -46,6 +46,19 @@ async def _upload_error(request: Request, exc: Exception) -> Response:
     return error_response(error, request.method)
 
 
+def open_uploads(store: Store, config: RegistryConfig) -> UploadStore:
+    """Upload sessions in `config.uploads_dir`, or else in the S3 store's bucket."""
+    if config.uploads_dir is not None:
+        return FilesystemUploads(config.uploads_dir, config.upload_max_age)
+    from buildkit.store.s3 import S3Store  # boto3 only for an S3 store
+
+    if not isinstance(store, S3Store):
+        raise ValueError(f"{store!r} keeps no upload sessions: give RegistryConfig.uploads_dir")
+    from api.registry.s3_uploads import S3Uploads
+
+    return S3Uploads(store, config.upload_max_age)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -68,7 +81,7 @@ def create_app(
             delete_enabled=config.delete_enabled,
             max_manifest_size=config.max_manifest_size,
         ),
-        uploads=uploads or FilesystemUploads(config.uploads_dir, config.upload_max_age),
+        uploads=uploads or open_uploads(store, config),
         auth=Authorizer(config),
         config=config,
     )

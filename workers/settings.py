@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     registry_token_ttl: int = 300
     registry_realm: str = ""
     registry_uploads: Path | None = None
+
+    @field_validator("registry_uploads", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # FARM_REGISTRY_UPLOADS= means the default
 
     @property
     def storage_url(self) -> str:

@@ -24,7 +24,7 @@ def is_loopback(host: str) -> bool:
     default=1,
     show_default=True,
     type=int,
-    help="API processes (they share upload sessions through $FARM_HOME/uploads).",
+    help="API processes (they share upload sessions: in $FARM_HOME/uploads, or the S3 bucket).",
 )
 @click.option(
     "--log-level",

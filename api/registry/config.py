@@ -11,7 +11,7 @@ settings; `RegistryConfig.from_settings` turns them into one frozen value:
 | `FARM_REGISTRY_TOKEN_SECRET` | HMAC key of bearer tokens (set it, the same everywhere, when API processes run on several hosts) | random, kept in `$FARM_HOME/registry-token.key` |
 | `FARM_REGISTRY_TOKEN_TTL` | bearer token lifetime, seconds | 300 |
 | `FARM_REGISTRY_REALM` | public URL of the token endpoint | `<request base>/v2/token` |
-| `FARM_REGISTRY_UPLOADS` | blob upload sessions, shared by the API processes | `$FARM_HOME/uploads` |
+| `FARM_REGISTRY_UPLOADS` | a directory for blob upload sessions, shared by the API processes | with an S3 store, its bucket; else `$FARM_HOME/uploads` |
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class RegistryConfig:
     token_ttl: int = 300
     realm: str = ""
     service: str = "farm"
-    uploads_dir: Path = Path("uploads")
+    uploads_dir: Path | None = None  # None: in the store's bucket (an S3 store)
     upload_max_age: int = UPLOAD_MAX_AGE
     max_manifest_size: int = MAX_MANIFEST_SIZE
 
@@ -60,5 +60,15 @@ class RegistryConfig:
             token_secret=secret,
             token_ttl=settings.registry_token_ttl,
             realm=settings.registry_realm,
-            uploads_dir=settings.registry_uploads or settings.home / "uploads",
+            uploads_dir=_uploads_dir(settings),
         )
+
+
+def _uploads_dir(settings: Settings) -> Path | None:
+    """Where upload sessions go: the directory the settings name; none (the
+    bucket) for an S3 store; else beside the local store, in `$FARM_HOME`."""
+    if settings.registry_uploads is not None:
+        return settings.registry_uploads
+    if settings.storage_url.startswith("s3://"):
+        return None
+    return settings.home / "uploads"

@@ -15,9 +15,8 @@ interleave; a chunk that arrives incomplete is cut off again.
 
 Sessions idle longer than `max_age` are removed when new ones start.
 
-Later: an `UploadStore` on S3 (multipart uploads, one part per chunk) so API
-processes need no shared directory; until then, farm mode with several API
-hosts needs `FARM_REGISTRY_UPLOADS` on a shared filesystem, or sticky sessions.
+With an S3 store the sessions live in its bucket instead (`s3_uploads.py`), so
+API processes on several hosts need no shared directory.
 """
 
 from __future__ import annotations
@@ -97,6 +96,17 @@ class UploadStore(Protocol):
         ...
 
     def cancel(self, repo: str, upload_id: str) -> None: ...
+
+
+def commit_stream(data: BinaryIO, store: Store, digest: Digest) -> Descriptor:
+    """Store the bytes of `data` as the blob `digest`; `DigestMismatch`, with
+    nothing stored, if they are something else."""
+    if store.has_blob(digest):  # the store would not read the bytes: check here
+        got, size = digest_stream(data)
+        if got != digest:
+            raise DigestMismatch(f"digest mismatch: expected {digest}, got {got}")
+        return Descriptor(OCTET_STREAM, digest, size)
+    return store.put_blob(data, expected=digest)  # hashed while copied; nothing kept on a mismatch
 
 
 class _FileWriter:
@@ -183,13 +193,7 @@ class FilesystemUploads:
                     fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 except BlockingIOError:
                     raise UploadBusy("another request is writing to this upload") from None
-                if store.has_blob(digest):  # the store would not read the bytes: check here
-                    got, size = digest_stream(f)
-                    if got != digest:
-                        raise DigestMismatch(f"digest mismatch: expected {digest}, got {got}")
-                    desc = Descriptor(OCTET_STREAM, digest, size)
-                else:  # the store hashes while it copies, and keeps nothing on a mismatch
-                    desc = store.put_blob(f, expected=digest)
+                desc = commit_stream(f, store, digest)
         except FileNotFoundError:
             raise UploadUnknown(f"blob upload unknown: {upload_id}") from None
         except DigestMismatch:

@@ -28,6 +28,7 @@ import contextlib
 import io
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from botocore import xform_name
@@ -46,8 +47,20 @@ MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
 MAX_COPY_SIZE = 5 << 30  # CopyObject's limit; past it, UploadPartCopy
 COPY_PART_SIZE = 512 * MiB
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+_TAKEN = frozenset({"412", "PreconditionFailed", "ConditionalRequestConflict"})
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str  # below the store's prefix
+    size: int
+    mtime: float
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class _Missing(Exception):
@@ -119,11 +132,10 @@ class S3Store(LayoutStore):
         try:
             return method(*args, **kwargs)
         except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
+            code = _error_code(exc)
             if code in _MISSING:
                 raise _Missing(key) from None
-            message = error.get("Message") or exc
+            message = exc.response.get("Error", {}).get("Message") or exc
             raise StorageError(
                 f"S3 {operation} of s3://{self.bucket}/{key} failed: {code}: {message}"
             ) from exc
@@ -153,8 +165,11 @@ class S3Store(LayoutStore):
     def _delete_object(self, key: str) -> None:
         self._object("DeleteObject", key)
 
-    def _list(self, prefix: str, delimiter: str = "") -> Iterator[tuple[list[str], list[str]]]:
-        """Pages of (keys, common prefixes) under `prefix`."""
+    def _list(
+        self, prefix: str, delimiter: str = ""
+    ) -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
+        """Pages of (objects, common prefixes) under `prefix`; an object is
+        ListObjectsV2's entry: Key, Size, LastModified."""
         paginator = self.client.get_paginator("list_objects_v2")
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         if delimiter:
@@ -168,7 +183,7 @@ class S3Store(LayoutStore):
             if page is None:
                 return
             yield (
-                [o["Key"] for o in page.get("Contents", ())],
+                list(page.get("Contents", ())),
                 [p["Prefix"] for p in page.get("CommonPrefixes", ())],
             )
 
@@ -203,14 +218,14 @@ class S3Store(LayoutStore):
         prefix = f"{self.root}{key}/"
         files: list[str] = []
         dirs: list[str] = []
-        for keys, prefixes in self._list(prefix, "/"):
-            files += [k[len(prefix) :] for k in keys]
+        for objects, prefixes in self._list(prefix, "/"):
+            files += [o["Key"][len(prefix) :] for o in objects]
             dirs += [p[len(prefix) :].rstrip("/") for p in prefixes]
         return files, dirs
 
     def _walk(self, key: str) -> list[str]:
         prefix = f"{self.root}{key}/"
-        return [k[len(prefix) :] for keys, _ in self._list(prefix) for k in keys]
+        return [o["Key"][len(prefix) :] for objects, _ in self._list(prefix) for o in objects]
 
     def _delete(self, key: str, *, prune: bool = False) -> bool:  # no directories to prune
         if not self._exists(key):
@@ -359,6 +374,44 @@ class S3Store(LayoutStore):
             return False
         self._delete_object(key)
         return True
+
+    # ------------------------------------------------------------ scratch objects (upload sessions)
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Put `data` under `key` (below the prefix) unless an object is there
+        already: a conditional PutObject (`If-None-Match: *`, honoured by AWS,
+        MinIO and Ceph RGW), so of two writers of one key exactly one wins.
+        False for the one that lost."""
+        try:
+            self._object("PutObject", self.root + key, Body=data, IfNoneMatch="*")
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and _error_code(cause) in _TAKEN:
+                return False
+            raise
+        return True
+
+    def list_objects(self, prefix: str) -> list[StoredObject]:
+        """Every object whose key (below the store's prefix) starts with `prefix`,
+        in key order."""
+        start = len(self.root)
+        return [
+            StoredObject(o["Key"][start:], int(o["Size"]), o["LastModified"].timestamp())
+            for objects, _ in self._list(self.root + prefix)
+            for o in objects
+        ]
+
+    def open_object(self, key: str) -> BinaryIO:
+        """A reader of the object `key` (below the prefix); `KeyError` if none."""
+        try:
+            return self._get_object(self.root + key)
+        except _Missing:
+            raise KeyError(key) from None
+
+    def delete_object(self, key: str) -> None:
+        """Remove `key` (below the prefix); a missing key is no error."""
+        with contextlib.suppress(_Missing):
+            self._delete_object(self.root + key)
 
     # ------------------------------------------------------------ presigned URLs (BlobURLs)
 

@@ -1,0 +1,177 @@
+"""Upload sessions in the S3 store's bucket, against a real S3 server: the
+session contract, segments and their keys, two writers racing for one offset,
+purging, and a chunked upload continued on a second `farm serve` process that
+shares nothing with the first but the bucket."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.registry.s3_uploads import S3Uploads
+from api.registry.uploads import RangeMismatch, UploadBusy, UploadUnknown
+from buildkit.digest import Digest
+from buildkit.errors import DigestMismatch
+from buildkit.store.s3 import S3Store
+from tests.api.registry.conftest import ProcessServer
+from tests.services.conftest import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
+
+pytestmark = [pytest.mark.services, pytest.mark.timeout(120)]
+
+PREFIX = "team/farm"
+
+
+@pytest.fixture
+def store(s3: Any, bucket: str) -> S3Store:
+    return S3Store(bucket, PREFIX, client=s3)
+
+
+def keys(s3: Any, bucket: str, prefix: str = f"{PREFIX}/farm/uploads/") -> list[str]:
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return [o["Key"].removeprefix(prefix) for o in listing.get("Contents", ())]
+
+
+def test_session_contract(store: S3Store, s3: Any, bucket: str) -> None:
+    uploads = S3Uploads(store, segment_size=4)
+    upload = uploads.create("app")
+    assert keys(s3, bucket) == [f"{upload.id}/meta.json"]
+    writer = uploads.writer("app", upload.id, 0)
+    writer.write(b"hello ")  # one segment of 4 is written at once, 2 bytes wait
+    writer.close()
+    assert keys(s3, bucket) == [
+        f"{upload.id}/data/{0:020d}",
+        f"{upload.id}/data/{4:020d}",
+        f"{upload.id}/meta.json",
+    ]
+    with pytest.raises(RangeMismatch) as info:
+        uploads.writer("app", upload.id, 0)
+    assert info.value.size == 6
+    writer = uploads.writer("app", upload.id, 6)
+    writer.write(b"world")
+    writer.close()
+    assert uploads.get("app", upload.id).size == 11
+    with pytest.raises(UploadUnknown):
+        uploads.get("other", upload.id)
+    with pytest.raises(UploadUnknown):
+        S3Uploads(store).get("other", upload.id)  # a process that has not seen it yet
+    with pytest.raises(DigestMismatch):
+        uploads.commit("app", upload.id, store, Digest.of(b"something else"))
+    assert store.list_blobs() == []
+    with pytest.raises(UploadUnknown):  # a failed commit ends the session
+        uploads.get("app", upload.id)
+    assert keys(s3, bucket) == []
+
+    upload = uploads.create("app")
+    writer = uploads.writer("app", upload.id)
+    writer.write(b"hello world")
+    writer.close()
+    desc = S3Uploads(store).commit("app", upload.id, store, Digest.of(b"hello world"))
+    assert (desc.digest, desc.size) == (Digest.of(b"hello world"), 11)
+    assert store.list_blobs() == [desc.digest]
+    assert keys(s3, bucket) == []
+
+
+def test_rollback_forgets_the_chunk(store: S3Store) -> None:
+    uploads = S3Uploads(store, segment_size=4)
+    upload = uploads.create("app")
+    writer = uploads.writer("app", upload.id, 0)
+    writer.write(b"keep")
+    writer.close()
+    writer = uploads.writer("app", upload.id, 4)
+    writer.write(b"0123456789")  # two segments written, two bytes waiting
+    writer.rollback()
+    writer.close()
+    assert uploads.get("app", upload.id).size == 4
+    writer = uploads.writer("app", upload.id, 4)
+    writer.write(b"!")
+    writer.close()
+    desc = uploads.commit("app", upload.id, store, Digest.of(b"keep!"))
+    assert desc.size == 5
+
+
+def test_two_writers_at_one_offset(store: S3Store) -> None:
+    """Both saw the same size; the second to put its segment is told the
+    session is busy, and what the first wrote stays."""
+    uploads = S3Uploads(store)
+    upload = uploads.create("app")
+    first = uploads.writer("app", upload.id, 0)
+    second = S3Uploads(store).writer("app", upload.id, 0)
+    first.write(b"first")
+    second.write(b"other")
+    first.close()
+    with pytest.raises(UploadBusy):
+        second.close()
+    assert uploads.get("app", upload.id).size == 5
+    assert uploads.commit("app", upload.id, store, Digest.of(b"first")).size == 5
+
+
+def test_stale_sessions_are_purged(store: S3Store, s3: Any, bucket: str) -> None:
+    uploads = S3Uploads(store, max_age=60)
+    old = uploads.create("app")
+    writer = uploads.writer("app", old.id)
+    writer.write(b"data")
+    writer.close()
+    started = uploads.get("app", old.id).started
+    assert uploads.purge(now=started + 30) == 0
+    assert uploads.purge(now=started + 3600) == 1
+    with pytest.raises(UploadUnknown):
+        uploads.get("app", old.id)
+    assert keys(s3, bucket) == []
+
+
+def test_bad_ids_are_unknown(store: S3Store) -> None:
+    uploads = S3Uploads(store)
+    for bad in ("../../docker", "not-a-uuid", ""):
+        with pytest.raises(UploadUnknown):
+            uploads.get("app", bad)
+
+
+def test_upload_continues_on_a_process_sharing_only_the_bucket(
+    s3_endpoint: str, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Two `farm serve` processes with separate FARM_HOMEs (no shared upload
+    directory) and one S3 store: PATCHes alternate between them."""
+    data = os.urandom(70000)
+    chunks = [data[:30000], data[30000:60000], data[60000:]]
+    env = {
+        "FARM_STORAGE": f"s3://{bucket}/{PREFIX}",
+        "FARM_S3_ENDPOINT_URL": s3_endpoint,
+        "FARM_S3_PATH_STYLE": "true",
+        "FARM_S3_REGION": S3_REGION,
+        "FARM_API_TOKENS": "",
+        "FARM_REGISTRY_UPLOADS": "",
+        "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+    }
+    with (
+        ProcessServer({**env, "FARM_HOME": str(tmp_path / "one")}) as a,
+        ProcessServer({**env, "FARM_HOME": str(tmp_path / "two")}) as b,
+        httpx.Client(base_url=a.url, timeout=30) as one,
+        httpx.Client(base_url=b.url, timeout=30) as two,
+    ):
+        location = one.post("/v2/shared/blobs/uploads/").headers["Location"]
+        start = 0
+        for client, chunk in zip((one, two, one), chunks, strict=True):
+            r = client.patch(
+                location,
+                content=chunk,
+                headers={"Content-Range": f"{start}-{start + len(chunk) - 1}"},
+            )
+            assert r.status_code == 202, r.text
+            start += len(chunk)
+            assert r.headers["Range"] == f"0-{start - 1}"
+        session = location.rpartition("/")[2]
+        assert f"{session}/meta.json" in keys(s3, bucket)  # the session is in the bucket
+        assert two.get(location).headers["Range"] == f"0-{len(data) - 1}"
+        r = one.patch(location, content=chunks[0], headers={"Content-Range": f"0-{29999}"})
+        assert r.status_code == 416  # both see one state
+        r = two.put(location, params={"digest": Digest.of(data)})
+        assert r.status_code == 201, r.text
+        assert one.get(f"/v2/shared/blobs/{Digest.of(data)}").content == data
+        assert two.get(location).status_code == 404  # the session is gone for both
+    assert not (tmp_path / "one" / "uploads").exists()
+    assert not (tmp_path / "two" / "uploads").exists()
