@@ -4,7 +4,7 @@ HEAD, PUT and DELETE. Included in `routes.router`.
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,6 +22,21 @@ router = APIRouter(include_in_schema=False)
 # ---------------------------------------------------------------- tags and referrers
 
 
+def _page_size(n: str | None) -> int | None:
+    if n is None:
+        return None
+    if not n.isdigit():
+        raise RegistryHTTPError(
+            "UNSUPPORTED", f"n must be a non-negative integer, not {n!r}", status=400
+        )
+    return int(n)
+
+
+def _next_link(path: str, **params: str | int | None) -> str:
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    return f'<{path}?{query}>; rel="next"'
+
+
 @router.get("/v2/{name:path}/tags/list")
 def tags_list(
     request: Request, name: str, n: str | None = None, last: str | None = None
@@ -29,30 +44,35 @@ def tags_list(
     reg = _registry(request)
     check_name(name)
     reg.auth.check(request, name, PULL)
-    limit = None
-    if n is not None:
-        if not n.isdigit():
-            raise RegistryHTTPError(
-                "UNSUPPORTED", f"n must be a non-negative integer, not {n!r}", status=400
-            )
-        limit = int(n)
+    limit = _page_size(n)
     tags, more = reg.service.tags(name, limit, last)
     headers = {}
     if more:
-        headers["Link"] = f'</v2/{name}/tags/list?n={limit}&last={quote(tags[-1])}>; rel="next"'
+        headers["Link"] = _next_link(f"/v2/{name}/tags/list", n=limit, last=tags[-1])
     return JSONResponse({"name": name, "tags": tags}, headers=headers)
 
 
 @router.get("/v2/{name:path}/referrers/{digest}")
 def referrers(
-    request: Request, name: str, digest: str, artifactType: str | None = None
+    request: Request,
+    name: str,
+    digest: str,
+    artifactType: str | None = None,
+    n: str | None = None,
+    last: str | None = None,
 ) -> Response:
+    """The referrers of `digest`, in pages (the spec's Link header) when there
+    are more than `n` or the service's page size."""
     reg = _registry(request)
     check_name(name)
     reg.auth.check(request, name, PULL)
     subject = parse_digest(digest)
-    body = reg.service.referrers(name, subject, artifactType or None)
+    body, after = reg.service.referrers(name, subject, artifactType or None, _page_size(n), last)
     headers = {"OCI-Filters-Applied": "artifactType"} if artifactType else {}
+    if after is not None:
+        headers["Link"] = _next_link(
+            f"/v2/{name}/referrers/{subject}", artifactType=artifactType or None, n=n, last=after
+        )
     return Response(body, media_type=OCI_INDEX, headers=headers)
 
 

@@ -38,6 +38,7 @@ from buildkit.store.base import (
 
 GENERIC_TYPES = frozenset({"", "application/octet-stream", "application/json", "text/plain"})
 REFERRERS_CACHE_SIZE = 10_000
+REFERRERS_PAGE_SIZE = 1000  # descriptors a referrers response holds at most
 
 
 def check_name(name: str) -> str:
@@ -101,6 +102,7 @@ class RegistryService:
         self.store = store
         self.delete_enabled = delete_enabled
         self.max_manifest_size = max_manifest_size
+        self.referrers_page_size = REFERRERS_PAGE_SIZE
         self._referrers: OrderedDict[Digest, _Referrer] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -260,22 +262,34 @@ class RegistryService:
     def tags(self, repo: str, n: int | None, last: str | None) -> tuple[list[str], bool]:
         return paginate(self.store.tags(repo), n, last)
 
-    def referrers(self, repo: str, digest: Digest, artifact_type: str | None) -> bytes:
-        """The image index of the manifests of `repo` whose subject is `digest`."""
+    def referrers(
+        self,
+        repo: str,
+        digest: Digest,
+        artifact_type: str | None,
+        n: int | None = None,
+        last: str | None = None,
+    ) -> tuple[bytes, str | None]:
+        """The image index of the manifests of `repo` whose subject is `digest`,
+        by digest, one page of at most `n` (and `referrers_page_size`) after the
+        digest `last`; and the last digest of the page when more follow."""
         try:
-            revisions = self.store.revisions(repo)
+            revisions = sorted(self.store.revisions(repo))
         except NameUnknown:
             revisions = []
-        found = []
+        found: dict[str, dict[str, Any]] = {}
         for revision in revisions:
             referrer = self._referrer(revision)
             if referrer is None or referrer.subject != digest:
                 continue
             if artifact_type and referrer.descriptor.get("artifactType") != artifact_type:
                 continue
-            found.append(referrer.descriptor)
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": found}
-        return canonical_json(index)
+            found[str(revision)] = referrer.descriptor
+        size = self.referrers_page_size if n is None else min(n, self.referrers_page_size)
+        page, more = paginate(list(found), size, last)
+        manifests = [found[d] for d in page]
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+        return canonical_json(index), page[-1] if more else None
 
     def _referrer(self, digest: Digest) -> _Referrer | None:
         """What the referrers API needs of a manifest, cached: a digest's content never changes."""

@@ -390,6 +390,40 @@ def test_referrers_with_artifact_type_filter(http):
     assert http.get("/v2/refs/referrers/sha256:bad").status_code == 400
 
 
+def test_referrers_in_pages(http):
+    """Past `n` (or the service's page size) the index comes in pages linked by
+    the spec's Link header, the filter carried along; following the links
+    yields every referrer once."""
+    _, subject = image("paged")
+    subject_digest = Digest.of(subject)
+    sboms = {_artifact(http, "pages", subject, "application/vnd.example.sbom", f"s{i}")[0]
+             for i in range(5)}  # fmt: skip
+    _artifact(http, "pages", subject, "application/vnd.example.sig", "sig")
+    url: str | None = (
+        f"/v2/pages/referrers/{subject_digest}?artifactType=application/vnd.example.sbom&n=2"
+    )
+    seen = []
+    pages = 0
+    while url:
+        r = http.get(url)
+        assert r.status_code == 200
+        assert r.headers["OCI-Filters-Applied"] == "artifactType"
+        digests = [d["digest"] for d in r.json()["manifests"]]
+        assert 0 < len(digests) <= 2
+        seen += digests
+        pages += 1
+        link = r.headers.get("Link")
+        url = link[1 : link.index(">")] if link else None
+        if url:
+            assert 'rel="next"' in link and "artifactType=application%2Fvnd.example.sbom" in url
+    assert pages == 3
+    assert seen == sorted(sboms)
+    r = http.get(f"/v2/pages/referrers/{subject_digest}")  # under the page size: one page
+    assert len(r.json()["manifests"]) == 6 and "Link" not in r.headers
+    r = http.get(f"/v2/pages/referrers/{subject_digest}", params={"n": "many"})
+    assert (r.status_code, codes(r)) == (400, ["UNSUPPORTED"])
+
+
 def test_delete_tag_manifest_blob(http, registry):
     digest, _ = push_image(http, "del", "1", "del")
     push_image(http, "del", "2", "del")
