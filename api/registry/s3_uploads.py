@@ -6,14 +6,21 @@ A session is a few objects under the store's prefix,
 
     farm/uploads/<uuid>/meta.json               {"repo": ..., "started": <epoch seconds>}
     farm/uploads/<uuid>/data/<offset:020d>      the bytes from <offset> on, a segment each
+    farm/uploads/<uuid>/digest/<size:020d>      "sha256:...", of the first <size> bytes
 
 and its size is where its contiguous run of segments ends. A chunk is cut into
 segments of at most `segment_size` bytes (held in memory while they fill); each
 is a conditional PutObject (`If-None-Match: *`) named by its offset, so of two
 requests appending at the same offset one wins and the other is told the
-session is busy. As with the filesystem sessions nothing is kept between
-requests: at commit the segments are read again, in order, and the store
-hashes them while it copies, keeping nothing on a mismatch.
+session is busy. Nothing is kept in memory between requests. A request that
+writes a session from its first byte hashes what it writes and leaves the
+digest beside the segments (`digest/<size:020d>`); when the session is
+committed at that size, the digest is checked against that record and the
+blob is assembled from the segments server-side (UploadPartCopy), so the bytes
+cross the network once, as with one-request uploads (what skopeo, docker and
+Farm itself send). Sessions written in several requests are read again at
+commit, in order, and the store hashes them while it copies, keeping nothing
+on a mismatch.
 
 Objects under `farm/uploads/` are never part of the registry layout, so a stock
 `registry:2` reading the bucket ignores them; a session left behind by a killed
@@ -41,11 +48,11 @@ from api.registry.uploads import (
     UploadUnknown,
     commit_stream,
 )
-from buildkit.digest import Digest
+from buildkit.digest import Digest, DigestWriter
 from buildkit.errors import DigestMismatch
 from buildkit.image import Descriptor
 from buildkit.store.base import Store
-from buildkit.store.s3 import S3Store, StoredObject
+from buildkit.store.s3 import MAX_PARTS, MIN_PART_SIZE, S3Store, StoredObject
 
 SEGMENT_SIZE = 8 << 20
 SESSIONS = "farm/uploads/"
@@ -54,6 +61,12 @@ SESSIONS = "farm/uploads/"
 def _segment_offset(key: str) -> int | None:
     name = key.rpartition("/")[2]
     return int(name) if name.isdigit() else None
+
+
+def _copyable(segments: list[StoredObject]) -> bool:
+    """Whether S3 can make one object of the segments (parts of at least 5 MiB
+    but the last, at most 10,000 of them)."""
+    return len(segments) <= MAX_PARTS and all(s.size >= MIN_PART_SIZE for s in segments[:-1])
 
 
 def _contiguous(segments: list[StoredObject]) -> list[StoredObject]:
@@ -104,24 +117,29 @@ class _SegmentReader(io.RawIOBase):
 
 
 class _SegmentWriter:
-    def __init__(self, store: S3Store, prefix: str, offset: int, segment_size: int) -> None:
+    def __init__(self, store: S3Store, session: str, offset: int, segment_size: int) -> None:
         self._store = store
-        self._prefix = prefix
+        self._session = session
         self._segment_size = segment_size
         self._next = offset  # where the next segment starts
         self._buffer = bytearray()
         self._written: list[str] = []
+        self._hash = DigestWriter() if offset == 0 else None  # of the session from its start
+        self._failed = False
         self.written = 0
 
     def write(self, data: bytes) -> None:
         self._buffer += data
         self.written += len(data)
+        if self._hash is not None:
+            self._hash.update(data)
         while len(self._buffer) >= self._segment_size:
             self._flush(self._segment_size)
 
     def _flush(self, size: int) -> None:
-        key = f"{self._prefix}{self._next:020d}"
+        key = f"{self._session}data/{self._next:020d}"
         if not self._store.put_new(key, bytes(self._buffer[:size])):
+            self._failed = True
             raise UploadBusy("another request is writing to this upload")
         self._written.append(key)
         self._next += size
@@ -133,11 +151,18 @@ class _SegmentWriter:
         self._next -= self.written - len(self._buffer)
         self._written.clear()
         self._buffer.clear()
+        self._hash = None
         self.written = 0
 
     def close(self) -> None:
+        if self._failed:
+            return
         if self._buffer:
             self._flush(len(self._buffer))
+        if self._hash is not None and self.written:
+            record = f"{self._session}digest/{self._next:020d}"
+            self._store.put_new(record, str(self._hash.digest).encode())
+            self._hash = None
 
 
 class S3Uploads:
@@ -157,9 +182,10 @@ class S3Uploads:
             raise UploadUnknown(f"blob upload unknown: {upload_id!r}")
         return f"{SESSIONS}{upload_id}/"
 
-    def _session(self, repo: str, upload_id: str) -> tuple[Upload, list[StoredObject]]:
-        """The session and its contiguous segments, from one listing (plus one
-        read of its meta the first time this process sees it)."""
+    def _session(self, repo: str, upload_id: str) -> tuple[Upload, list[StoredObject], bool]:
+        """The session, its contiguous segments, and whether a digest of them all
+        was recorded: from one listing (plus one read of its meta the first
+        time this process sees it)."""
         prefix = self._prefix(upload_id)
         objects = self.store.list_objects(prefix)
         if not any(o.key == f"{prefix}meta.json" for o in objects):
@@ -177,7 +203,8 @@ class S3Uploads:
             raise UploadUnknown(f"blob upload unknown: {upload_id} (not of {repo})")
         segments = _contiguous([o for o in objects if o.key.startswith(f"{prefix}data/")])
         size = sum(s.size for s in segments)
-        return Upload(upload_id, repo, size, started), segments
+        recorded = any(o.key == f"{prefix}digest/{size:020d}" for o in objects)
+        return Upload(upload_id, repo, size, started), segments, recorded and size > 0
 
     def create(self, repo: str) -> Upload:
         if time.time() - self._last_purge > PURGE_INTERVAL:
@@ -197,19 +224,34 @@ class S3Uploads:
         upload = self.get(repo, upload_id)
         if start is not None and start != upload.size:
             raise RangeMismatch(upload.size)
-        prefix = f"{self._prefix(upload_id)}data/"
-        return _SegmentWriter(self.store, prefix, upload.size, self.segment_size)
+        return _SegmentWriter(self.store, self._prefix(upload_id), upload.size, self.segment_size)
 
     def commit(self, repo: str, upload_id: str, store: Store, digest: Digest) -> Descriptor:
-        _, segments = self._session(repo, upload_id)
+        upload, segments, recorded = self._session(repo, upload_id)
         try:
-            with _SegmentReader(self.store, segments) as raw:
-                desc = commit_stream(io.BufferedReader(raw, 1 << 20), store, digest)
+            if recorded and store is self.store and _copyable(segments):
+                desc = self._assemble(upload, segments, digest)
+            else:
+                with _SegmentReader(self.store, segments) as raw:
+                    desc = commit_stream(io.BufferedReader(raw, 1 << 20), store, digest)
         except DigestMismatch:
             self.cancel(repo, upload_id)
             raise
         self.cancel(repo, upload_id)
         return desc
+
+    def _assemble(self, upload: Upload, segments: list[StoredObject], digest: Digest) -> Descriptor:
+        """The blob from the segments, server-side, after checking the digest that
+        the request which wrote them all recorded."""
+        record = f"{self._prefix(upload.id)}digest/{upload.size:020d}"
+        try:
+            with self.store.open_object(record) as f:
+                got = f.read().decode()
+        except KeyError:
+            raise UploadUnknown("the upload ended while it was being committed") from None
+        if got != digest:
+            raise DigestMismatch(f"digest mismatch: expected {digest}, got {got}")
+        return self.store.put_blob_from_objects(digest, segments)
 
     def cancel(self, repo: str, upload_id: str) -> None:
         self.get(repo, upload_id)

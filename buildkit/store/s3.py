@@ -44,6 +44,7 @@ from buildkit.store.layout import LayoutStore
 MiB = 1 << 20
 PART_SIZE = 8 * MiB
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
+MAX_PARTS = 10_000
 MAX_COPY_SIZE = 5 << 30  # CopyObject's limit; past it, UploadPartCopy
 COPY_PART_SIZE = 512 * MiB
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -412,6 +413,31 @@ class S3Store(LayoutStore):
         """Remove `key` (below the prefix); a missing key is no error."""
         with contextlib.suppress(_Missing):
             self._delete_object(self.root + key)
+
+    def put_blob_from_objects(self, digest: Digest, objects: list[StoredObject]) -> Descriptor:
+        """The blob `digest` made server-side from `objects` (below the prefix), one
+        after the other; the caller vouches that together they hash to `digest`.
+        Every object but the last must be at least `MIN_PART_SIZE` long (S3's
+        rule for the parts of a multipart upload), and there may be 10,000."""
+        size = sum(o.size for o in objects)
+        if self._head(self.blob_key(digest)) is not None:
+            return Descriptor(OCTET_STREAM, digest, size)
+        if len(objects) == 1:
+            self._copy(self.root + objects[0].key, self.blob_key(digest), size)
+            return Descriptor(OCTET_STREAM, digest, size)
+        if len(objects) > MAX_PARTS or any(o.size < MIN_PART_SIZE for o in objects[:-1]):
+            raise ValueError("objects too small or too many to be the parts of one upload")
+        with self._multipart(self.blob_key(digest)) as (upload_id, parts):
+            for number, o in enumerate(objects, start=1):
+                response = self._object(
+                    "UploadPartCopy",
+                    self.blob_key(digest),
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": self.root + o.key},
+                )
+                parts.append({"ETag": response["CopyPartResult"]["ETag"], "PartNumber": number})
+        return Descriptor(OCTET_STREAM, digest, size)
 
     # ------------------------------------------------------------ presigned URLs (BlobURLs)
 

@@ -16,7 +16,8 @@ from api.registry.s3_uploads import S3Uploads
 from api.registry.uploads import RangeMismatch, UploadBusy, UploadUnknown
 from buildkit.digest import Digest
 from buildkit.errors import DigestMismatch
-from buildkit.store.s3 import S3Store
+from buildkit.store.base import read_blob
+from buildkit.store.s3 import MIN_PART_SIZE, S3Store
 from tests.api.registry.conftest import ProcessServer
 from tests.services.conftest import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
 
@@ -45,6 +46,7 @@ def test_session_contract(store: S3Store, s3: Any, bucket: str) -> None:
     assert keys(s3, bucket) == [
         f"{upload.id}/data/{0:020d}",
         f"{upload.id}/data/{4:020d}",
+        f"{upload.id}/digest/{6:020d}",  # written from the start: its digest is known
         f"{upload.id}/meta.json",
     ]
     with pytest.raises(RangeMismatch) as info:
@@ -73,6 +75,56 @@ def test_session_contract(store: S3Store, s3: Any, bucket: str) -> None:
     assert (desc.digest, desc.size) == (Digest.of(b"hello world"), 11)
     assert store.list_blobs() == [desc.digest]
     assert keys(s3, bucket) == []
+
+
+def test_one_request_upload_is_assembled_server_side(store: S3Store, s3: Any, bucket: str) -> None:
+    """Written whole by one request: the recorded digest is checked and S3 copies
+    the segments into the blob (UploadPartCopy); nothing reads them back."""
+    data = os.urandom(2 * MIN_PART_SIZE + 1000)
+    uploads = S3Uploads(store, segment_size=MIN_PART_SIZE)
+    upload = uploads.create("app")
+    writer = uploads.writer("app", upload.id, 0)
+    writer.write(data)
+    writer.close()
+    assert len(keys(s3, bucket, f"{PREFIX}/farm/uploads/{upload.id}/data/")) == 3
+    reads = []
+    original = store.open_object
+    store.open_object = lambda key: reads.append(key) or original(key)  # type: ignore[method-assign]
+    desc = uploads.commit("app", upload.id, store, Digest.of(data))
+    assert reads == [f"farm/uploads/{upload.id}/digest/{len(data):020d}"]  # only the record
+    assert (desc.digest, desc.size) == (Digest.of(data), len(data))
+    assert read_blob(store, desc.digest) == data
+    assert keys(s3, bucket) == []
+
+
+def test_recorded_digest_that_differs_is_a_mismatch(store: S3Store, s3: Any, bucket: str) -> None:
+    uploads = S3Uploads(store)
+    upload = uploads.create("app")
+    writer = uploads.writer("app", upload.id, 0)
+    writer.write(b"the bytes")
+    writer.close()
+    with pytest.raises(DigestMismatch):
+        uploads.commit("app", upload.id, store, Digest.of(b"other bytes"))
+    assert store.list_blobs() == [] and keys(s3, bucket) == []
+
+
+def test_a_continued_upload_is_read_again(store: S3Store) -> None:
+    """A second request's bytes are not in the first one's digest: the commit
+    hashes every segment again."""
+    uploads = S3Uploads(store)
+    upload = uploads.create("app")
+    for start, chunk in ((0, b"first "), (6, b"second")):
+        writer = uploads.writer("app", upload.id, start)
+        writer.write(chunk)
+        writer.close()
+    with pytest.raises(DigestMismatch):
+        uploads.commit("app", upload.id, store, Digest.of(b"first "))
+    upload = uploads.create("app")
+    for start, chunk in ((0, b"first "), (6, b"second")):
+        writer = uploads.writer("app", upload.id, start)
+        writer.write(chunk)
+        writer.close()
+    assert uploads.commit("app", upload.id, store, Digest.of(b"first second")).size == 12
 
 
 def test_rollback_forgets_the_chunk(store: S3Store) -> None:
