@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint demo bench clean
+.PHONY: setup test test-fast lint demo bench conformance clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,11 @@ demo: setup
 
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The OCI distribution-spec conformance suite, which is not vendored:
+# make conformance SUITE=path/to/distribution-spec/conformance (or a built binary)
+conformance: $(STAMP)
+	infra/conformance.sh $(SUITE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

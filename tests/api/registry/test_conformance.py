@@ -1,9 +1,11 @@
 """The distribution-spec conformance suite's checks, mirrored in Python.
 
 The official suite (opencontainers/distribution-spec/conformance) is Go and
-needs modules this machine cannot fetch; these tests walk its four workflow
-categories, in its order, against one server: Pull, Push, Content Discovery,
-Content Management. Each test names the spec requirement it checks.
+needs modules a clean clone cannot fetch here (`make conformance SUITE=...`
+runs it where it is at hand; the README has its results); these tests walk
+its four workflow categories, in its order, against one server: Pull, Push,
+Content Discovery, Content Management. Each test names the spec requirement
+it checks.
 """
 
 from __future__ import annotations
