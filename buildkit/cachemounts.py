@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from buildkit.snapshots import remove_tree
+from buildkit.scratch import remove_tree
 from buildkit.treecopy import chown_if_root
 
 Sharing = Literal["shared", "private", "locked"]

@@ -16,12 +16,12 @@ import contextlib
 import hashlib
 import os
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from buildkit.errors import StorageError
+from buildkit.scratch import scratch_dir
 
 
 def _short_link(links: Path, target: Path) -> str:
@@ -65,10 +65,9 @@ def merged(
     merged root. Without an upper the view is read-only."""
     links = home / "l"
     links.mkdir(parents=True, exist_ok=True)
-    scratch = home / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch, prefix="ovl-") as tmp:
-        root = Path(tmp)
+    # A locked scratch dir: if this process is killed while the view is
+    # mounted, the next build's `collect_stale` detaches it and cleans up.
+    with scratch_dir(home / "tmp", "ovl-") as root:
         target = root / "merged"
         target.mkdir()
         layers = [_short_link(links, p) for p in lowers]

@@ -50,8 +50,8 @@ from buildkit.dockerfile.instructions import Mount, Run
 from buildkit.errors import DockerfileError, StorageError, UserError
 from buildkit.fsutil import PathResolutionError, mkdir_all, resolve_in_root
 from buildkit.sandbox.base import BindMount, TmpfsMount
+from buildkit.scratch import remove_tree
 from buildkit.secrets import SecretSource, SshSource, mask_variants, read_secret
-from buildkit.snapshots import remove_tree
 from buildkit.sshagent import forward_agent
 from buildkit.treecopy import chown_if_root, copy_tree
 

@@ -14,28 +14,23 @@ Two kinds of snapshot, both usable as overlayfs lower directories:
 A snapshot appears by an atomic rename of a finished directory; readers never
 see one half written, and two builds unpacking the same one both succeed.
 
-Each scratch directory `$FARM_HOME/tmp/<name>` has a lock file `<name>.lock`
-on which its creator holds an exclusive flock while it uses the directory. A
-build killed with SIGKILL cannot remove its directories, but its locks die
-with it: `collect_stale()` (the next build) removes every directory whose
-lock it can take.
+Work in progress happens in scratch directories under `$FARM_HOME/tmp`
+(`scratch.py`: locked while in use, collected after a killed build).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from buildkit.digest import CHUNK, Digest, DigestWriter
 from buildkit.errors import StorageError
 from buildkit.layers import apply_layer
+from buildkit.scratch import collect_stale, remove_tree, scratch_dir
 from buildkit.store.base import Store
 
 
@@ -67,53 +62,14 @@ class Snapshots:
         path = self.path(key)
         return path if path.is_dir() else None
 
-    @contextlib.contextmanager
-    def new_dir(self, prefix: str = "upper-") -> Iterator[Path]:
-        """A fresh directory on the snapshots' filesystem, removed on exit
-        unless it was committed (moved away) meanwhile."""
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(dir=self.scratch, prefix=prefix))
-        lock = path.with_name(path.name + ".lock")
-        part = path.with_name(path.name + ".lock.part")
-        fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.rename(part, lock)  # visible to collect_stale() only once locked
-            yield path
-        finally:
-            try:
-                if path.exists():
-                    remove_tree(path)
-            finally:
-                for name in (lock, part):
-                    with contextlib.suppress(FileNotFoundError):
-                        name.unlink()
-                os.close(fd)
+    def new_dir(self, prefix: str = "upper-") -> contextlib.AbstractContextManager[Path]:
+        """A fresh directory on the snapshots' filesystem (`scratch.scratch_dir`),
+        removed on exit unless it was committed (moved away) meanwhile."""
+        return scratch_dir(self.scratch, prefix)
 
     def collect_stale(self) -> list[str]:
-        """Remove the scratch directories of builds that died (their lock is free)."""
-        removed: list[str] = []
-        if not self.scratch.is_dir():
-            return removed
-        for lock in sorted(self.scratch.glob("*.lock")):
-            try:
-                fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # its build is alive
-                path = lock.with_name(lock.name.removesuffix(".lock"))
-                if path.is_dir() and not os.path.ismount(path):
-                    remove_tree(path)
-                    removed.append(path.name)
-                with contextlib.suppress(FileNotFoundError):
-                    lock.unlink()
-            finally:
-                os.close(fd)
-        return removed
+        """Remove the scratch directories of builds that died (`scratch.collect_stale`)."""
+        return collect_stale(self.scratch)
 
     def commit(self, key: str, directory: Path) -> Path:
         """Make `directory` the snapshot `key`; if one appeared meanwhile, keep
@@ -190,16 +146,3 @@ def secure_home(home: Path) -> None:
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     if home.stat().st_mode & 0o077:
         os.chmod(home, 0o700)
-
-
-def remove_tree(path: Path) -> None:
-    """rmtree that also removes read-only directories a step left behind."""
-
-    def onerror(func, p, _exc):  # type: ignore[no-untyped-def]
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
-        with contextlib.suppress(OSError):
-            func(p)
-
-    shutil.rmtree(path, onerror=onerror)

@@ -21,7 +21,8 @@ from buildkit.prune.listing import _read_small_json
 from buildkit.prune.options import PruneOptions
 from buildkit.prune.plan import PrunePlan, plan_snapshots, snapshot_names
 from buildkit.prune.sweep import PruneReport
-from buildkit.snapshots import Snapshots, remove_tree
+from buildkit.scratch import remove_tree
+from buildkit.snapshots import Snapshots
 from buildkit.store.base import Store, read_blob
 
 CACHE_MOUNTS_DIR = "cache-mounts"  # under $FARM_HOME, the root `open_cache` is given

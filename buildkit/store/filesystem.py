@@ -142,7 +142,7 @@ class FilesystemStore(LayoutStore):
     def put_blob(
         self, data: BinaryIO, expected: Digest | None = None, *, media_type: str = OCTET_STREAM
     ) -> Descriptor:
-        if expected is not None and self.has_blob(expected):
+        if expected is not None and self._touch(expected):
             return Descriptor(media_type, Digest(expected), self.blob_size(expected))
         fd, temp = self._temp()
         try:
@@ -157,7 +157,7 @@ class FilesystemStore(LayoutStore):
             if expected is not None and digest != expected:
                 raise DigestMismatch(f"digest mismatch: expected {expected}, got {digest}")
             final = self.blob_path(digest)
-            if final.is_file():
+            if self._touch(digest):
                 temp.unlink()
             else:
                 self._install(temp, final)
@@ -165,6 +165,15 @@ class FilesystemStore(LayoutStore):
             temp.unlink(missing_ok=True)
             raise
         return Descriptor(media_type, digest, hasher.size)
+
+    def _touch(self, digest: Digest) -> bool:
+        """Mark the blob, if there is one, as written now: prune's grace period
+        then spares a blob a build has just re-used, as it spares a new one."""
+        try:
+            os.utime(self.blob_path(digest))
+        except FileNotFoundError:
+            return False
+        return True
 
     def blob_mtime(self, digest: Digest) -> float:
         try:

@@ -4,8 +4,10 @@ atomic renames from `<root>/farm/.tmp/`, fsync, mtimes."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,16 @@ def test_blob_mtime_and_delete_removes_the_blob_directory(store):
     assert store.blob_mtime(a.digest) == 1000
     assert store.delete_blob(a.digest) is True
     assert not store.blob_path(a.digest).parent.exists()
+
+
+def test_putting_a_blob_again_makes_it_new_for_prune(store):
+    """Re-used by a build (put again, with or without its digest), an old blob
+    is as fresh as a new one: prune's grace period spares it."""
+    for expected in (None, Digest.of(b"old")):
+        a = put_bytes(store, b"old")
+        os.utime(store.blob_path(a.digest), (1000, 1000))
+        store.put_blob(io.BytesIO(b"old"), expected)
+        assert store.blob_mtime(a.digest) > time.time() - 60
 
 
 def test_unlinks_remove_the_link_directory(store):

@@ -137,3 +137,38 @@ def test_collect_stale_spares_a_live_builds_directories(tmp_path: Path) -> None:
         assert other.collect_stale() == []
         assert (path / "file").exists()
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("writable", [False, True])
+def test_a_view_left_mounted_by_a_killed_build_is_collected(tmp_path: Path, writable: bool) -> None:
+    """A build killed while COPY reads or writes through a host-side overlay view
+    leaves it mounted; the next build's collection detaches it and removes its
+    directory, and the snapshots under it are untouched."""
+    from buildkit.snapshots import Snapshots
+
+    home, lower, upper = tmp_path / "home", tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir()
+    upper.mkdir()
+    (lower / "kept").write_text("snapshot")
+    code = (
+        "import sys, time\nfrom pathlib import Path\nfrom buildkit.overlay import merged\n"
+        "upper = Path(sys.argv[3]) if sys.argv[3] else None\n"
+        "with merged(Path(sys.argv[1]), [Path(sys.argv[2])], upper) as view:\n"
+        "    print(view, flush=True)\n    time.sleep(60)\n"
+    )
+    argv = [sys.executable, "-c", code, str(home), str(lower), str(upper) if writable else ""]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        view = proc.stdout.readline().strip()
+        assert host_mounts_under(home) == [view]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert host_mounts_under(home) == [view]  # SIGKILL: nobody unmounted it
+
+    removed = Snapshots(home).collect_stale()
+    assert [name[:4] for name in removed] == ["ovl-"]
+    assert host_mounts_under(home) == []
+    assert leftovers(home) == []
+    assert (lower / "kept").read_text() == "snapshot"
