@@ -202,8 +202,16 @@ def prepare(spec: StepSpec, scratch: str) -> list[str]:
         mount_dirs[m.target] = is_dir
         _stub(stub, m.target, is_dir)
 
-    lowers = ":".join([*spec.lower_dirs, stub])
-    options = f"lowerdir={lowers},upperdir={spec.upper_dir},workdir={spec.work_dir}"
+    # The overlay's options are named by links in the scratch tmpfs, relative to
+    # it: what the step reads back in /proc/self/mountinfo names no host path.
+    lowers = []
+    for i, path in enumerate(spec.lower_dirs):
+        os.symlink(path, os.path.join(scratch, f"l{i}"))
+        lowers.append(f"l{i}")
+    os.symlink(spec.upper_dir, os.path.join(scratch, "upper"))
+    os.symlink(spec.work_dir, os.path.join(scratch, "work"))
+    os.chdir(scratch)
+    options = f"lowerdir={':'.join([*lowers, 'stub'])},upperdir=upper,workdir=work"
     flags = linux.MS_NOSUID | linux.MS_NODEV
     linux.mount("overlay", root, "overlay", flags, options + ",index=off,redirect_dir=off")
 

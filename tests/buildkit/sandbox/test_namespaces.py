@@ -50,6 +50,17 @@ def test_only_expected_mounts(run_step: Runner) -> None:
     assert points == expected
 
 
+def test_mount_table_names_no_host_path(run_step: Runner, tmp_path: Path, amd64_root: Path) -> None:
+    """The overlay's options are relative links in the step's own scratch: the
+    mount table tells the step nothing of where its layers live on the host."""
+    ran = run_step("cat /proc/self/mountinfo")
+    assert ran.result.exit_code == 0, ran.text
+    root = next(line for line in ran.text.splitlines() if line.split()[4] == "/")
+    assert "lowerdir=l0:stub,upperdir=upper,workdir=work" in root
+    for host_path in (str(tmp_path), str(amd64_root), str(ran.upper)):
+        assert host_path not in ran.text
+
+
 def test_host_paths_are_not_visible(run_step: Runner, tmp_path: Path) -> None:
     marker = Path("/tmp") / f"farm-marker-{uuid.uuid4().hex}"
     marker.write_text("host secret")
