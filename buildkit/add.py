@@ -25,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import tempfile
+import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,13 +45,14 @@ from buildkit.untar import extract_archive, open_archive
 __all__ = [
     "AddError",
     "ChecksumMismatch",
+    "Download",
+    "Downloads",
     "Fetch",
     "Fetched",
     "Sink",
     "add_sources",
     "fetch_with_httpx",
     "is_url",
-    "url_digest",
 ]
 
 URL_MODE = 0o600
@@ -103,20 +106,60 @@ def fetch_with_httpx(url: str, out: Sink, *, timeout: float = 300.0) -> Fetched:
     return Fetched(last_modified=modified)
 
 
-def url_digest(url: str, fetch: Fetch | None = None) -> str:
-    """`sha256:<hex>` of what `url` serves now: an ADD URL's identity in the step cache key.
+@dataclass(frozen=True)
+class Download:
+    path: Path
+    digest: str  # sha256:<hex>
+    fetched: Fetched
 
-    The content is hashed as it streams and not kept: a cache miss downloads
-    it again to add it (BuildKit also fetches to compute the key).
+
+class Downloads:
+    """The URLs of ADDs, each downloaded once per build into `directory`.
+
+    The content digest of a download is the URL's identity in the step cache
+    key (as BuildKit, which fetches to compute the key); `fetch` then serves
+    the step that same file, so the layer holds exactly the bytes its key
+    names, whatever the server sends later, and nothing is downloaded twice.
+    Safe to use from the solver's threads; each URL is fetched by one of them.
     """
-    digest = hashlib.sha256()
-    (fetch or fetch_with_httpx)(url, _Hashing(_Discard(), digest))
-    return f"sha256:{digest.hexdigest()}"
 
+    def __init__(self, directory: Path, fetch: Fetch | None = None) -> None:
+        self.directory = directory
+        self._fetch = fetch or fetch_with_httpx
+        self._done: dict[str, Download] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
 
-class _Discard:
-    def write(self, data: bytes, /) -> int:
-        return len(data)
+    def get(self, url: str) -> Download:
+        with self._lock:
+            lock = self._locks.setdefault(url, threading.Lock())
+        with lock:
+            if url not in self._done:
+                self._done[url] = self._download(url)
+            return self._done[url]
+
+    def _download(self, url: str) -> Download:
+        path = self.directory / f"url-{uuid.uuid4().hex}"
+        digest = hashlib.sha256()
+        try:
+            with open(path, "wb") as out:
+                fetched = self._fetch(url, _Hashing(out, digest))
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Download(path, f"sha256:{digest.hexdigest()}", fetched)
+
+    def identity(self, url: str) -> str:
+        """`sha256:<hex>` of what `url` served when this build first asked."""
+        return self.get(url).digest
+
+    def fetch(self, url: str, out: Sink) -> Fetched:
+        """A `Fetch`: the build's download of `url` (made now if not yet)."""
+        download = self.get(url)
+        with open(download.path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                out.write(chunk)
+        return download.fetched
 
 
 def _parse_checksum(checksum: str) -> str:

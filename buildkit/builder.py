@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from buildkit import binfmt
 from buildkit.cache.contents import FileDigests, hash_sources, hash_tree
@@ -51,6 +51,9 @@ from buildkit.runtimeconfig import runtime_config
 from buildkit.sandbox import NamespaceSandbox, Sandbox
 from buildkit.solver import SolveOptions, Solver
 from buildkit.store.base import Store
+
+if TYPE_CHECKING:
+    from buildkit.add import Downloads
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,13 @@ class Builder:
         # Scratch directories of builds killed on this FARM_HOME (SIGKILL) go now.
         self.executor.snapshots.collect_stale()
         solver = Solver(self.executor, self.emit, self.solve)
-        with self._context_files(context) as context_root:
+        with (
+            self._context_files(context) as context_root,
+            self.executor.snapshots.new_dir("downloads-") as downloads_dir,
+        ):
+            from buildkit.add import Downloads  # here: most builds fetch nothing
+
+            downloads = Downloads(downloads_dir)
 
             def make_context(
                 step: Step,
@@ -159,7 +168,7 @@ class Builder:
                 emulated: bool,
             ) -> StepContext:
                 return self._step_context(
-                    step, stage, plan, states, emulated, context_root, plans.path
+                    step, stage, plan, states, emulated, context_root, plans.path, downloads
                 )
 
             finals = solver.run_plans(
@@ -279,6 +288,7 @@ class Builder:
         emulated: bool,
         context_root: Path,
         path: str,
+        downloads: Downloads,
     ) -> StepContext:
         def resolve(from_: str) -> tuple[ImageState, str]:
             return self._resolve_from(from_, step, stage, plan, states, path)
@@ -308,7 +318,7 @@ class Builder:
                     return {"sources": resolve(from_)[0].key}
                 if not inst.sources:
                     return {}
-                remote = _remote_identities(inst) if isinstance(inst, Add) else None
+                remote = _remote_identities(inst, downloads) if isinstance(inst, Add) else None
                 return {
                     "sources": hash_sources(
                         inst, context_root, cache=self.file_digests, remote=remote
@@ -331,6 +341,7 @@ class Builder:
             log=_no_log,
             mount_root=mount_root,
             key_inputs=key_inputs,
+            fetch=downloads.fetch,
         )
 
     def _mount_identity(self, mount, resolve, context_root: Path) -> str:  # type: ignore[no-untyped-def]
@@ -400,17 +411,15 @@ def _no_log(text: str) -> None:
     """Until the solver gives a step its own log (with the step's labels)."""
 
 
-def _remote_identities(inst: Add) -> dict[str, str]:
+def _remote_identities(inst: Add, downloads: Downloads) -> dict[str, str]:
     """What each remote source of an ADD is now, for its cache key (as BuildKit, which
-    fetches to compute the key): a URL's content digest, fetched and hashed; a git
-    URL's ref as `git ls-remote` resolves it. With `--checksum` the checksum is the
-    identity (it is in the step key too) and nothing is fetched: a changed download
-    fails the check when the step runs.
-
-    A miss downloads the URL again to add it, and content that changes between the
-    two downloads is stored under the first one's key.
+    fetches to compute the key): a URL's content digest, downloaded once for the
+    build (`Downloads`: the step then adds that very file); a git URL's ref as
+    `git ls-remote` resolves it. With `--checksum` the checksum is the identity
+    (it is in the step key too) and nothing is fetched: a changed download fails
+    the check when the step runs.
     """
-    from buildkit.add import is_url, url_digest
+    from buildkit.add import is_url
     from buildkit.gitsource import GitFetcher, is_git_url
 
     known: dict[str, str] = {}
@@ -422,5 +431,5 @@ def _remote_identities(inst: Add) -> dict[str, str]:
         elif is_git_url(source):
             known[source] = GitFetcher().resolve(source)
         else:
-            known[source] = url_digest(source)
+            known[source] = downloads.identity(source)
     return known

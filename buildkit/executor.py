@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from buildkit.digest import Digest
 from buildkit.dockerfile.buildplan import Step
@@ -42,6 +42,9 @@ from buildkit.secrets import SecretMasker, SecretSource, SshSource
 from buildkit.snapshots import Snapshots
 from buildkit.store.base import Store
 from buildkit.users import resolve_chown, resolve_user
+
+if TYPE_CHECKING:
+    from buildkit.add import Fetch
 
 LOG_TAIL = 20
 #: The kernel copies mount options into one page.
@@ -117,6 +120,8 @@ class StepContext:
     # What a step's cache key needs besides the step: the identity of COPY
     # sources (`sources=`) or of RUN bind mounts (`mounts=`).
     key_inputs: Callable[[Step], dict[str, Any]] = field(default=lambda step: {})
+    # How ADD fetches a URL: the build's own download of it (`add.Downloads`).
+    fetch: Fetch | None = None
 
 
 class Executor:
@@ -323,7 +328,7 @@ class Executor:
                 if isinstance(inst, Add):
                     add_sources(
                         inst, src_root=src_root, dest_root=dest_root, workdir=workdir,
-                        source_name=source_name,
+                        source_name=source_name, fetch=ctx.fetch,
                     )  # fmt: skip
                 else:
                     copy_sources(

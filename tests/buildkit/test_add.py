@@ -632,16 +632,27 @@ def test_truncated_plain_archive_is_an_error(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- identities for the cache key
 
 
-def test_url_digest_is_the_content_digest(server: tuple[str, Path]) -> None:
-    from buildkit.add import url_digest
+def test_downloads_key_on_content_and_serve_the_same_bytes(
+    server: tuple[str, Path], tmp_path: Path
+) -> None:
+    from buildkit.add import Downloads
 
     base, www = server
     want = serve(www, "f.txt", b"one")
-    assert url_digest(f"{base}/f.txt") == f"sha256:{want}"
-    want = serve(www, "f.txt", b"two")  # same URL, same Last-Modified, new content
-    assert url_digest(f"{base}/f.txt") == f"sha256:{want}"
+    where = tmp_path / "downloads"
+    where.mkdir()
+    downloads = Downloads(where)
+    assert downloads.identity(f"{base}/f.txt") == f"sha256:{want}"
+    serve(www, "f.txt", b"two")  # same URL, same Last-Modified, new content
+    assert downloads.identity(f"{base}/f.txt") == f"sha256:{want}"  # this build's copy
+    out = io.BytesIO()
+    downloads.fetch(f"{base}/f.txt", out)
+    assert out.getvalue() == b"one"
+    want = hashlib.sha256(b"two").hexdigest()
+    assert Downloads(where).identity(f"{base}/f.txt") == f"sha256:{want}"  # another build
     with pytest.raises(AddError, match="HTTP 404"):
-        url_digest(f"{base}/missing")
+        downloads.identity(f"{base}/missing")
+    assert sorted(p.read_bytes() for p in where.iterdir()) == [b"one", b"two"]  # no 404 file
 
 
 def test_git_resolve_names_the_commit(repo: dict[str, str]) -> None:

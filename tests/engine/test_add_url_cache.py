@@ -2,8 +2,9 @@
 
 A file served by `http.server` on 127.0.0.1 changes between builds in one
 FARM_HOME; the ADD step must run again and the image must hold the new
-content. Unchanged content is a hit. With `--checksum` the checksum is the
-identity and nothing is fetched to compute the key.
+content. Unchanged content is a hit. A miss downloads the URL once: the step
+adds the very bytes its key was computed from. With `--checksum` the checksum
+is the identity and nothing is fetched to compute the key.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from buildkit.errors import DockerfileError
-from tests.engine.conftest import BASE, Built, build, filesystem_step, outcomes
+from tests.engine.conftest import AMD64, ARM64, BASE, Built, build, filesystem_step, outcomes
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(60)]
 
@@ -47,6 +48,13 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._requests.append(self.path)
+        if self.path == "/counter":  # new content on every request
+            body = f"request {len(self._requests)}\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         super().do_GET()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -127,3 +135,22 @@ def test_an_unreachable_url_fails_the_build(tmp_path: Path, server: Server) -> N
     # Found while computing the key, and reported at the ADD's line.
     with pytest.raises(DockerfileError, match=r"Dockerfile:4: ADD: failed to fetch .*: HTTP 404"):
         build(tmp_path, BASE + f"ADD {server.base}/missing /m\n")
+
+
+def test_a_miss_downloads_once_and_adds_what_the_key_names(tmp_path: Path, server: Server) -> None:
+    """A URL whose content changes on every request: the build fetches it once,
+    for the key, and the layer holds that same content, for both platforms;
+    so a later build that gets the same bytes is a hit on a true record."""
+    step = f"ADD {server.base}/counter /counter"
+    dockerfile = BASE + step + "\n"
+    first = build(tmp_path, dockerfile, platforms=(AMD64, ARM64))
+    assert add_step(first, step) == "done"
+    assert server.requests == ["/counter"]
+    for platform in (AMD64, ARM64):
+        root = first.rootfs(tmp_path / f"r1-{platform.replace('/', '-')}", platform=platform)
+        assert root.joinpath("counter").read_text() == "request 1\n"
+
+    second = build(tmp_path, dockerfile)  # the server now sends "request 2"
+    assert add_step(second, step) == "done"
+    assert server.requests == ["/counter", "/counter"]
+    assert second.rootfs(tmp_path / "r2").joinpath("counter").read_text() == "request 2\n"
