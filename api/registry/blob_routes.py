@@ -91,6 +91,7 @@ async def _receive(
                 f"Content-Range {span[0]}-{span[1]} announces {span[1] - span[0] + 1} bytes, "
                 f"the body has {writer.written}",
             )
+        await run_in_threadpool(writer.close)  # may fail too (busy): then it is rolled back
     except BaseException:
         if atomic:
             await run_in_threadpool(writer.rollback)

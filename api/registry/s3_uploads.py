@@ -4,28 +4,36 @@ need one directory all processes see).
 
 A session is a few objects under the store's prefix,
 
-    farm/uploads/<uuid>/meta.json               {"repo": ..., "started": <epoch seconds>}
-    farm/uploads/<uuid>/data/<offset:020d>      the bytes from <offset> on, a segment each
-    farm/uploads/<uuid>/digest/<size:020d>      "sha256:...", of the first <size> bytes
+    farm/uploads/<uuid>/meta.json                  {"repo": ..., "started": <epoch seconds>}
+    farm/uploads/<uuid>/data/<token>/<offset:020d> a request's bytes from <offset> on
+    farm/uploads/<uuid>/chunks/<start:020d>        {"token", "end", "digest"?}: a chunk
 
-and its size is where its contiguous run of segments ends. A chunk is cut into
-segments of at most `segment_size` bytes (held in memory while they fill); each
-is a conditional PutObject (`If-None-Match: *`) named by its offset, so of two
-requests appending at the same offset one wins and the other is told the
-session is busy. Nothing is kept in memory between requests. A request that
-writes a session from its first byte hashes what it writes and leaves the
-digest beside the segments (`digest/<size:020d>`); when the session is
-committed at that size, the digest is checked against that record and the
-blob is assembled from the segments server-side (UploadPartCopy), so the bytes
-cross the network once, as with one-request uploads (what skopeo, docker and
-Farm itself send). Sessions written in several requests are read again at
-commit, in order, and the store hashes them while it copies, keeping nothing
-on a mismatch.
+Each request appending to a session writes its bytes as segments of at most
+`segment_size` (held in memory while they fill) under a token of its own, so
+no segment object is ever written twice or overwritten. The chunk becomes
+part of the session only when all its segments are there and its record is
+put, a conditional PutObject (`If-None-Match: *`) at its start offset: of two
+requests appending at one offset one wins and the other, told the session is
+busy, deletes its segments. The session's size is where the run of chunk
+records from offset 0 ends, each chunk's bytes are the segments its token
+names, and a record always matches the segments it names, even on a server
+that ignores the condition (a later record then replaces the earlier one).
 
-Objects under `farm/uploads/` are never part of the registry layout, so a stock
-`registry:2` reading the bucket ignores them; a session left behind by a killed
-process is removed by the next purge (or by a bucket lifecycle rule expiring
-`<prefix>/farm/uploads/`).
+Nothing is kept in memory between requests but immutable things (a session's
+meta, chunk records by ETag), in bounded caches. A request that writes a
+session from its first byte records the digest of what it wrote; when the
+session is committed as that one chunk, the digest is checked against the
+record and the blob is assembled from the segments server-side (CopyObject,
+UploadPartCopy), so the bytes cross the network once, as with one-request
+uploads (what skopeo, docker and Farm itself send). Sessions written in
+several requests are read again at commit, in order, and the store hashes
+them while it copies, keeping nothing on a mismatch.
+
+Objects under `farm/uploads/` are never part of the registry layout, so a
+stock `registry:2` reading the bucket ignores them; a session left behind by a
+killed process, and the segments of a request that lost its chunk, are removed
+by the next purge (or by a bucket lifecycle rule expiring
+`<prefix>/farm/uploads/`, which a bucket with versioning needs anyway).
 """
 
 from __future__ import annotations
@@ -34,8 +42,10 @@ import io
 import json
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar
 
 from api.registry.uploads import (
     _ID_RE,
@@ -56,29 +66,61 @@ from buildkit.store.s3 import MAX_PARTS, MIN_PART_SIZE, S3Store, StoredObject
 
 SEGMENT_SIZE = 8 << 20
 SESSIONS = "farm/uploads/"
+CACHE_SIZE = 4096
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-def _segment_offset(key: str) -> int | None:
-    name = key.rpartition("/")[2]
-    return int(name) if name.isdigit() else None
+class _Bounded(Generic[K, V]):
+    """A dict that forgets its least recently used entries past `size`."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._size = size
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    start: int
+    end: int
+    token: str
+    digest: str | None  # of the session's bytes [0, end), when the chunk starts at 0
+    segments: tuple[StoredObject, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Session:
+    upload: Upload
+    chunks: tuple[_Chunk, ...]
+
+    @property
+    def segments(self) -> list[StoredObject]:
+        return [s for c in self.chunks for s in c.segments]
 
 
 def _copyable(segments: list[StoredObject]) -> bool:
     """Whether S3 can make one object of the segments (parts of at least 5 MiB
     but the last, at most 10,000 of them)."""
     return len(segments) <= MAX_PARTS and all(s.size >= MIN_PART_SIZE for s in segments[:-1])
-
-
-def _contiguous(segments: list[StoredObject]) -> list[StoredObject]:
-    """The run of segments from offset 0 with no gap (keys sort by offset)."""
-    run = []
-    end = 0
-    for segment in segments:
-        if _segment_offset(segment.key) != end:
-            break
-        run.append(segment)
-        end += segment.size
-    return run
 
 
 class _SegmentReader(io.RawIOBase):
@@ -116,16 +158,21 @@ class _SegmentReader(io.RawIOBase):
         super().close()
 
 
-class _SegmentWriter:
-    def __init__(self, store: S3Store, session: str, offset: int, segment_size: int) -> None:
+class _ChunkWriter:
+    """One request's bytes, appended at `start`: segments under a token of its
+    own, then (at close) the chunk record that makes them part of the session."""
+
+    def __init__(self, store: S3Store, session: str, start: int, segment_size: int) -> None:
         self._store = store
         self._session = session
         self._segment_size = segment_size
-        self._next = offset  # where the next segment starts
+        self._start = start
+        self._token = uuid.uuid4().hex
         self._buffer = bytearray()
         self._written: list[str] = []
-        self._hash = DigestWriter() if offset == 0 else None  # of the session from its start
-        self._failed = False
+        self._flushed = 0
+        self._hash = DigestWriter() if start == 0 else None  # of the session from its start
+        self._closed = False
         self.written = 0
 
     def write(self, data: bytes) -> None:
@@ -137,32 +184,40 @@ class _SegmentWriter:
             self._flush(self._segment_size)
 
     def _flush(self, size: int) -> None:
-        key = f"{self._session}data/{self._next:020d}"
-        if not self._store.put_new(key, bytes(self._buffer[:size])):
-            self._failed = True
-            raise UploadBusy("another request is writing to this upload")
+        key = f"{self._session}data/{self._token}/{self._start + self._flushed:020d}"
+        with memoryview(self._buffer) as view:
+            data = bytes(view[:size])
+        self._store.put_object(key, data)  # a key nobody else writes
         self._written.append(key)
-        self._next += size
+        self._flushed += size
         del self._buffer[:size]
 
     def rollback(self) -> None:
+        """Forget the chunk: its segments go, and no record is written."""
+        self._closed = True
+        self._buffer.clear()
+        self.written = 0
         for key in reversed(self._written):
             self._store.delete_object(key)
-        self._next -= self.written - len(self._buffer)
         self._written.clear()
-        self._buffer.clear()
-        self._hash = None
-        self.written = 0
 
     def close(self) -> None:
-        if self._failed:
+        """Put the rest and the chunk's record; `UploadBusy` (the segments deleted)
+        if another request's chunk took this offset first."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self.written:
             return
         if self._buffer:
             self._flush(len(self._buffer))
-        if self._hash is not None and self.written:
-            record = f"{self._session}digest/{self._next:020d}"
-            self._store.put_new(record, str(self._hash.digest).encode())
-            self._hash = None
+        record: dict[str, Any] = {"token": self._token, "end": self._start + self.written}
+        if self._hash is not None:
+            record["digest"] = str(self._hash.digest)
+        key = f"{self._session}chunks/{self._start:020d}"
+        if not self._store.put_new(key, json.dumps(record).encode()):
+            self.rollback()
+            raise UploadBusy("another request is writing to this upload")
 
 
 class S3Uploads:
@@ -175,36 +230,71 @@ class S3Uploads:
         self.max_age = max_age
         self.segment_size = segment_size
         self._last_purge = 0.0
-        self._meta: dict[str, tuple[str, float]] = {}  # id -> (repo, started): never changes
+        self._meta: _Bounded[str, tuple[str, float]] = _Bounded()  # id -> (repo, started)
+        self._records: _Bounded[tuple[str, str], dict[str, Any]] = _Bounded()  # (key, etag)
 
     def _prefix(self, upload_id: str) -> str:
         if not _ID_RE.match(upload_id):
             raise UploadUnknown(f"blob upload unknown: {upload_id!r}")
         return f"{SESSIONS}{upload_id}/"
 
-    def _session(self, repo: str, upload_id: str) -> tuple[Upload, list[StoredObject], bool]:
-        """The session, its contiguous segments, and whether a digest of them all
-        was recorded: from one listing (plus one read of its meta the first
-        time this process sees it)."""
+    def _read_json(self, key: str) -> dict[str, Any]:
+        try:
+            with self.store.open_object(key) as f:
+                value = json.loads(f.read())
+        except (KeyError, ValueError):
+            raise UploadUnknown(f"blob upload unknown: {key}") from None
+        if not isinstance(value, dict):
+            raise UploadUnknown(f"blob upload unknown: {key}")
+        return value
+
+    def _session(self, repo: str, upload_id: str) -> _Session:
+        """The session and the run of chunks from offset 0, from one listing (plus
+        a read of each meta and record this process has not seen yet)."""
         prefix = self._prefix(upload_id)
         objects = self.store.list_objects(prefix)
         if not any(o.key == f"{prefix}meta.json" for o in objects):
-            self._meta.pop(upload_id, None)
+            self._meta.pop(upload_id)
             raise UploadUnknown(f"blob upload unknown: {upload_id}")
-        if upload_id not in self._meta:
-            try:
-                with self.store.open_object(f"{prefix}meta.json") as f:
-                    meta = json.loads(f.read())
-            except (KeyError, ValueError):
-                raise UploadUnknown(f"blob upload unknown: {upload_id}") from None
-            self._meta[upload_id] = (str(meta.get("repo")), float(meta.get("started", 0)))
-        owner, started = self._meta[upload_id]
+        meta = self._meta.get(upload_id)
+        if meta is None:
+            doc = self._read_json(f"{prefix}meta.json")
+            meta = (str(doc.get("repo")), float(doc.get("started", 0)))
+            self._meta.put(upload_id, meta)
+        owner, started = meta
         if owner != repo:
             raise UploadUnknown(f"blob upload unknown: {upload_id} (not of {repo})")
-        segments = _contiguous([o for o in objects if o.key.startswith(f"{prefix}data/")])
-        size = sum(s.size for s in segments)
-        recorded = any(o.key == f"{prefix}digest/{size:020d}" for o in objects)
-        return Upload(upload_id, repo, size, started), segments, recorded and size > 0
+        chunks = self._chain(prefix, objects)
+        size = chunks[-1].end if chunks else 0
+        return _Session(Upload(upload_id, repo, size, started), tuple(chunks))
+
+    def _chain(self, prefix: str, objects: list[StoredObject]) -> list[_Chunk]:
+        records = {}
+        segments: dict[str, list[StoredObject]] = {}
+        for o in objects:
+            name = o.key[len(prefix) :]
+            if name.startswith("chunks/"):
+                records[name.removeprefix("chunks/")] = o
+            elif name.startswith("data/"):
+                segments.setdefault(name.split("/")[1], []).append(o)
+        chain: list[_Chunk] = []
+        position = 0
+        while (found := records.get(f"{position:020d}")) is not None:
+            record = self._record(found)
+            chunk = _Chunk(position, int(record["end"]), str(record["token"]), record.get("digest"))
+            parts = tuple(segments.get(chunk.token, ()))
+            if chunk.end <= position or not _covers(parts, chunk):
+                break  # being deleted, or not ours to trust
+            chain.append(_Chunk(chunk.start, chunk.end, chunk.token, chunk.digest, parts))
+            position = chunk.end
+        return chain
+
+    def _record(self, found: StoredObject) -> dict[str, Any]:
+        cached = self._records.get((found.key, found.etag))
+        if cached is None:
+            cached = self._read_json(found.key)
+            self._records.put((found.key, found.etag), cached)
+        return cached
 
     def create(self, repo: str) -> Upload:
         if time.time() - self._last_purge > PURGE_INTERVAL:
@@ -214,50 +304,48 @@ class S3Uploads:
         meta = json.dumps({"repo": repo, "started": started}).encode()
         if not self.store.put_new(f"{self._prefix(upload_id)}meta.json", meta):
             raise UploadBusy(f"upload {upload_id} exists already")  # a uuid4 collision
-        self._meta[upload_id] = (repo, started)
+        self._meta.put(upload_id, (repo, started))
         return Upload(upload_id, repo, 0, started)
 
     def get(self, repo: str, upload_id: str) -> Upload:
-        return self._session(repo, upload_id)[0]
+        return self._session(repo, upload_id).upload
 
     def writer(self, repo: str, upload_id: str, start: int | None = None) -> ChunkWriter:
         upload = self.get(repo, upload_id)
         if start is not None and start != upload.size:
             raise RangeMismatch(upload.size)
-        return _SegmentWriter(self.store, self._prefix(upload_id), upload.size, self.segment_size)
+        return _ChunkWriter(self.store, self._prefix(upload_id), upload.size, self.segment_size)
 
     def commit(self, repo: str, upload_id: str, store: Store, digest: Digest) -> Descriptor:
-        upload, segments, recorded = self._session(repo, upload_id)
+        session = self._session(repo, upload_id)
+        segments = session.segments
         try:
-            if recorded and store is self.store and _copyable(segments):
-                desc = self._assemble(upload, segments, digest)
+            one = session.chunks[0] if len(session.chunks) == 1 else None
+            if one and one.digest and store is self.store and _copyable(segments):
+                if one.digest != digest:
+                    raise DigestMismatch(f"digest mismatch: expected {digest}, got {one.digest}")
+                try:  # segments never change: what the record hashed is what is copied
+                    desc = self.store.put_blob_from_objects(digest, segments)
+                except KeyError:
+                    raise UploadUnknown("the upload ended while it was being committed") from None
             else:
                 with _SegmentReader(self.store, segments) as raw:
                     desc = commit_stream(io.BufferedReader(raw, 1 << 20), store, digest)
         except DigestMismatch:
-            self.cancel(repo, upload_id)
+            self._end(upload_id)
             raise
-        self.cancel(repo, upload_id)
+        self._end(upload_id)
         return desc
-
-    def _assemble(self, upload: Upload, segments: list[StoredObject], digest: Digest) -> Descriptor:
-        """The blob from the segments, server-side, after checking the digest that
-        the request which wrote them all recorded."""
-        record = f"{self._prefix(upload.id)}digest/{upload.size:020d}"
-        try:
-            with self.store.open_object(record) as f:
-                got = f.read().decode()
-        except KeyError:
-            raise UploadUnknown("the upload ended while it was being committed") from None
-        if got != digest:
-            raise DigestMismatch(f"digest mismatch: expected {digest}, got {got}")
-        return self.store.put_blob_from_objects(digest, segments)
 
     def cancel(self, repo: str, upload_id: str) -> None:
         self.get(repo, upload_id)
+        self._end(upload_id)
+
+    def _end(self, upload_id: str) -> None:
+        """Remove the session (ended here or elsewhere meanwhile: no matter)."""
         prefix = self._prefix(upload_id)
         self.store.delete_object(f"{prefix}meta.json")  # gone for everyone from here on
-        self._meta.pop(upload_id, None)
+        self._meta.pop(upload_id)
         for o in self.store.list_objects(prefix):
             self.store.delete_object(o.key)
 
@@ -273,9 +361,19 @@ class S3Uploads:
             if now - max(o.mtime for o in objects) > self.max_age:
                 for o in _meta_first(objects):
                     self.store.delete_object(o.key)
-                self._meta.pop(upload_id, None)
+                self._meta.pop(upload_id)
                 removed += 1
         return removed
+
+
+def _covers(segments: tuple[StoredObject, ...], chunk: _Chunk) -> bool:
+    """Whether the segments (in key order: by offset) are exactly [start, end)."""
+    position = chunk.start
+    for s in segments:
+        if not s.key.endswith(f"/{position:020d}"):
+            return False
+        position += s.size
+    return position == chunk.end
 
 
 def _meta_first(objects: list[StoredObject]) -> Iterator[StoredObject]:

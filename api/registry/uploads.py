@@ -75,7 +75,10 @@ class ChunkWriter(Protocol):
         """Forget what this writer appended."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Make what was written part of the session (`UploadBusy`, and nothing
+        appended, if another request got there first); again: nothing."""
+        ...
 
 
 class UploadStore(Protocol):
@@ -129,6 +132,8 @@ class _FileWriter:
         self.written += len(data)
 
     def rollback(self) -> None:
+        if self._file.closed:
+            return
         self._file.flush()
         self._file.truncate(self.offset)
         self.written = 0

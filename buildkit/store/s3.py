@@ -58,6 +58,7 @@ class StoredObject:
     key: str  # below the store's prefix
     size: int
     mtime: float
+    etag: str = ""
 
 
 def _error_code(exc: ClientError) -> str:
@@ -392,12 +393,18 @@ class S3Store(LayoutStore):
             raise
         return True
 
+    def put_object(self, key: str, data: bytes) -> None:
+        """Put `data` under `key` (below the prefix), whatever was there."""
+        self._put_object(self.root + key, data)
+
     def list_objects(self, prefix: str) -> list[StoredObject]:
         """Every object whose key (below the store's prefix) starts with `prefix`,
         in key order."""
         start = len(self.root)
         return [
-            StoredObject(o["Key"][start:], int(o["Size"]), o["LastModified"].timestamp())
+            StoredObject(
+                o["Key"][start:], int(o["Size"]), o["LastModified"].timestamp(), o.get("ETag", "")
+            )
             for objects, _ in self._list(self.root + prefix)
             for o in objects
         ]
@@ -416,9 +423,17 @@ class S3Store(LayoutStore):
 
     def put_blob_from_objects(self, digest: Digest, objects: list[StoredObject]) -> Descriptor:
         """The blob `digest` made server-side from `objects` (below the prefix), one
-        after the other; the caller vouches that together they hash to `digest`.
-        Every object but the last must be at least `MIN_PART_SIZE` long (S3's
-        rule for the parts of a multipart upload), and there may be 10,000."""
+        after the other; the caller vouches that together they hash to `digest`
+        (and that they do not change). Every object but the last must be at
+        least `MIN_PART_SIZE` long (S3's rule for the parts of a multipart
+        upload), and there may be 10,000. `KeyError` if one is gone: nothing is
+        written then."""
+        try:
+            return self._assemble(digest, objects)
+        except _Missing as missing:
+            raise KeyError(str(missing)) from None
+
+    def _assemble(self, digest: Digest, objects: list[StoredObject]) -> Descriptor:
         size = sum(o.size for o in objects)
         if self._head(self.blob_key(digest)) is not None:
             return Descriptor(OCTET_STREAM, digest, size)

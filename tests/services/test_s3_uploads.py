@@ -5,6 +5,7 @@ shares nothing with the first but the bucket."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
+from api.app import create_app
+from api.registry.config import RegistryConfig
 from api.registry.s3_uploads import S3Uploads
 from api.registry.uploads import RangeMismatch, UploadBusy, UploadUnknown
 from buildkit.digest import Digest
 from buildkit.errors import DigestMismatch
 from buildkit.store.base import read_blob
 from buildkit.store.s3 import MIN_PART_SIZE, S3Store
-from tests.api.registry.conftest import ProcessServer
+from tests.api.registry.conftest import ProcessServer, ThreadServer, codes
 from tests.services.conftest import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
+from workers.settings import Settings
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(120)]
 
@@ -42,13 +46,22 @@ def test_session_contract(store: S3Store, s3: Any, bucket: str) -> None:
     assert keys(s3, bucket) == [f"{upload.id}/meta.json"]
     writer = uploads.writer("app", upload.id, 0)
     writer.write(b"hello ")  # one segment of 4 is written at once, 2 bytes wait
+    (segment,) = keys(s3, bucket, f"{PREFIX}/farm/uploads/{upload.id}/data/")
+    token = segment.split("/")[0]
+    assert S3Uploads(store).get("app", upload.id).size == 0  # no chunk record yet
     writer.close()
     assert keys(s3, bucket) == [
-        f"{upload.id}/data/{0:020d}",
-        f"{upload.id}/data/{4:020d}",
-        f"{upload.id}/digest/{6:020d}",  # written from the start: its digest is known
+        f"{upload.id}/chunks/{0:020d}",
+        f"{upload.id}/data/{token}/{0:020d}",
+        f"{upload.id}/data/{token}/{4:020d}",
         f"{upload.id}/meta.json",
     ]
+    record = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/farm/uploads/{upload.id}/chunks/{0:020d}")
+    assert json.loads(record["Body"].read()) == {
+        "token": token,
+        "end": 6,
+        "digest": Digest.of(b"hello "),  # written from the start
+    }
     with pytest.raises(RangeMismatch) as info:
         uploads.writer("app", upload.id, 0)
     assert info.value.size == 6
@@ -91,7 +104,7 @@ def test_one_request_upload_is_assembled_server_side(store: S3Store, s3: Any, bu
     original = store.open_object
     store.open_object = lambda key: reads.append(key) or original(key)  # type: ignore[method-assign]
     desc = uploads.commit("app", upload.id, store, Digest.of(data))
-    assert reads == [f"farm/uploads/{upload.id}/digest/{len(data):020d}"]  # only the record
+    assert reads == [f"farm/uploads/{upload.id}/chunks/{0:020d}"]  # only the record
     assert (desc.digest, desc.size) == (Digest.of(data), len(data))
     assert read_blob(store, desc.digest) == data
     assert keys(s3, bucket) == []
@@ -145,20 +158,90 @@ def test_rollback_forgets_the_chunk(store: S3Store) -> None:
     assert desc.size == 5
 
 
-def test_two_writers_at_one_offset(store: S3Store) -> None:
-    """Both saw the same size; the second to put its segment is told the
-    session is busy, and what the first wrote stays."""
-    uploads = S3Uploads(store)
+def test_two_writers_at_one_offset(store: S3Store, s3: Any, bucket: str) -> None:
+    """Both saw the same size; the second to put its chunk record is told the
+    session is busy and its segments go; what the first wrote stays."""
+    uploads = S3Uploads(store, segment_size=4)
     upload = uploads.create("app")
     first = uploads.writer("app", upload.id, 0)
-    second = S3Uploads(store).writer("app", upload.id, 0)
+    second = S3Uploads(store, segment_size=4).writer("app", upload.id, 0)
     first.write(b"first")
     second.write(b"other")
     first.close()
     with pytest.raises(UploadBusy):
         second.close()
+    second.close()  # again: nothing
+    assert len(keys(s3, bucket, f"{PREFIX}/farm/uploads/{upload.id}/data/")) == 2
     assert uploads.get("app", upload.id).size == 5
     assert uploads.commit("app", upload.id, store, Digest.of(b"first")).size == 5
+
+
+class IgnoresIfNoneMatch:
+    """A client of an S3 server that does not honour `If-None-Match: *` (older
+    Ceph RGW, other S3-compatible servers): every conditional put succeeds."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def put_object(self, **kwargs: Any) -> Any:
+        kwargs.pop("IfNoneMatch", None)
+        return self._client.put_object(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_server_without_conditional_puts_never_mixes_chunks(s3: Any, bucket: str) -> None:
+    """Both racing requests "win"; the later record replaces the earlier, and a
+    record always names its own request's segments and digest, so the blob
+    committed under a digest holds exactly those bytes (or nothing is stored)."""
+    store = S3Store(bucket, PREFIX, client=IgnoresIfNoneMatch(s3))
+    uploads = S3Uploads(store, segment_size=MIN_PART_SIZE)
+    a, b = os.urandom(MIN_PART_SIZE), os.urandom(MIN_PART_SIZE)
+    upload = uploads.create("app")
+    first = uploads.writer("app", upload.id, 0)
+    second = S3Uploads(store).writer("app", upload.id, 0)
+    first.write(a)
+    second.write(b)
+    second.close()
+    first.close()  # the record that counts: a's
+    with pytest.raises(DigestMismatch):
+        uploads.commit("app", upload.id, store, Digest.of(b))  # a's bytes: nothing kept
+    assert store.list_blobs() == []
+    upload = uploads.create("app")
+    first = uploads.writer("app", upload.id, 0)
+    second = S3Uploads(store).writer("app", upload.id, 0)
+    first.write(a)
+    second.write(b)
+    first.close()
+    second.close()  # now b's record counts
+    desc = uploads.commit("app", upload.id, store, Digest.of(b))
+    assert read_blob(store, desc.digest) == b
+
+
+def test_a_session_ended_during_commit_stores_nothing(store: S3Store) -> None:
+    """A DELETE on another process while the blob is being assembled, then a
+    slow request that had been given offset 0 writing new bytes: the commit
+    says the upload is unknown, and no blob appears."""
+    uploads = S3Uploads(store)
+    a, b = os.urandom(1000), os.urandom(1000)
+    upload = uploads.create("app")
+    stale = S3Uploads(store).writer("app", upload.id, 0)
+    writer = uploads.writer("app", upload.id, 0)
+    writer.write(a)
+    writer.close()
+    original = store.put_blob_from_objects
+
+    def racing(digest: Digest, objects: Any) -> Any:
+        S3Uploads(store).cancel("app", upload.id)
+        stale.write(b)
+        stale.close()
+        return original(digest, objects)
+
+    store.put_blob_from_objects = racing  # type: ignore[method-assign]
+    with pytest.raises(UploadUnknown):
+        uploads.commit("app", upload.id, store, Digest.of(a))
+    assert store.list_blobs() == []
 
 
 def test_stale_sessions_are_purged(store: S3Store, s3: Any, bucket: str) -> None:
@@ -227,3 +310,29 @@ def test_upload_continues_on_a_process_sharing_only_the_bucket(
         assert two.get(location).status_code == 404  # the session is gone for both
     assert not (tmp_path / "one" / "uploads").exists()
     assert not (tmp_path / "two" / "uploads").exists()
+
+
+def test_put_of_a_session_ended_meanwhile_is_404(store: S3Store, tmp_path: Path) -> None:
+    """Over HTTP: the closing PUT loses its session to a DELETE on another
+    process mid-commit; the client hears BLOB_UPLOAD_UNKNOWN, not a 500."""
+    uploads = S3Uploads(store)
+    data = os.urandom(1000)
+    original = store.put_blob_from_objects
+
+    def racing(digest: Digest, objects: Any) -> Any:
+        S3Uploads(store).cancel("app", location.rpartition("/")[2])
+        return original(digest, objects)
+
+    store.put_blob_from_objects = racing  # type: ignore[method-assign]
+    app = create_app(
+        Settings(home=tmp_path, api_tokens=""),
+        store=store,
+        config=RegistryConfig(),
+        uploads=uploads,
+    )
+    with ThreadServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        location = http.post("/v2/app/blobs/uploads/").headers["Location"]
+        assert http.patch(location, content=data).status_code == 202
+        r = http.put(location, params={"digest": Digest.of(data)})
+        assert (r.status_code, codes(r)) == (404, ["BLOB_UPLOAD_UNKNOWN"])
+    assert store.list_blobs() == []
