@@ -18,7 +18,7 @@ from api.registry.auth import DELETE, PULL, PUSH
 from api.registry.errors import RegistryHTTPError
 from api.registry.service import check_name, parse_digest
 from api.registry.state import _registry
-from api.registry.uploads import ChunkWriter, RangeMismatch, UploadStore
+from api.registry.uploads import ChunkWriter, RangeMismatch, UploadBusy, UploadStore
 from buildkit.digest import Digest
 
 router = APIRouter(include_in_schema=False)
@@ -75,7 +75,28 @@ async def _receive(
             status=416,
             headers=_upload_headers(name, upload_id, exc.size),
         ) from None
-    atomic = chunk or span is not None
+    except UploadBusy as exc:
+        raise await _busy(uploads, name, upload_id, exc) from None
+    try:
+        await _append(request, writer, span, atomic=chunk or span is not None)
+    except UploadBusy as exc:
+        raise await _busy(uploads, name, upload_id, exc) from None
+
+
+async def _busy(
+    uploads: UploadStore, name: str, upload_id: str, exc: UploadBusy
+) -> RegistryHTTPError:
+    """Another request is appending: 416 with where the session stands, as for
+    a chunk out of order, so the client can go on from there."""
+    size = (await run_in_threadpool(uploads.get, name, upload_id)).size
+    return RegistryHTTPError(
+        "BLOB_UPLOAD_INVALID", str(exc), status=416, headers=_upload_headers(name, upload_id, size)
+    )
+
+
+async def _append(
+    request: Request, writer: ChunkWriter, span: tuple[int, int] | None, *, atomic: bool
+) -> None:
     buffer = bytearray()
     try:
         async for data in request.stream():

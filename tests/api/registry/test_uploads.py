@@ -98,6 +98,22 @@ def test_cancel(http):
     assert http.delete(location).status_code == 404
 
 
+def test_a_busy_session_answers_416_with_its_range(http, registry):
+    """While another request appends, a chunk is refused with the session's
+    Range and Location, so the client knows where to go on from."""
+    location = http.post("/v2/busy/blobs/uploads/").headers["Location"]
+    assert patch(http, location, 0, b"abc").status_code == 202
+    upload_id = location.rpartition("/")[2]
+    holder = FilesystemUploads(registry.home / "uploads").writer("busy", upload_id)
+    try:
+        r = patch(http, location, 3, b"def")
+    finally:
+        holder.close()
+    assert (r.status_code, codes(r)) == (416, ["BLOB_UPLOAD_INVALID"])
+    assert r.headers["Range"] == "0-2" and r.headers["Location"] == location
+    assert patch(http, location, 3, b"def").status_code == 202
+
+
 def test_session_belongs_to_its_repository(http):
     location = http.post("/v2/mine/blobs/uploads/").headers["Location"]
     stolen = location.replace("/v2/mine/", "/v2/theirs/")
