@@ -39,13 +39,19 @@ def _alive(pid: int) -> bool:
 
 
 def test_timeout_kills_the_whole_tree(run_step: Runner) -> None:
-    ran = run_step("sleep 4245 & sleep 4246 & echo started; wait", limits=Limits(timeout_seconds=1))
+    ran = run_step(
+        "readlink /proc/self/ns/mnt; sleep 4245 & sleep 4246 & echo started; wait",
+        limits=Limits(timeout_seconds=1),
+    )
     assert ran.result.timed_out
     assert ran.result.exit_code == 137
     assert ran.result.duration < 10
     assert "started" in ran.text
     assert processes_with("sleep 424") == []
-    assert not mounted_anywhere(str(ran.upper))
+    step_namespace = ran.text.split()[0]
+    assert step_namespace.startswith("mnt:[")
+    assert step_namespace != _mount_namespace(os.getpid())
+    assert wait_until(lambda: step_namespace not in _live_mount_namespaces())  # mounts gone too
 
 
 def test_an_interrupted_caller_leaves_nothing(sandbox: NamespaceSandbox, run_step: Runner) -> None:
@@ -95,6 +101,25 @@ def _descendants(root: int) -> set[int]:
     return found
 
 
+def _mount_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def _live_mount_namespaces() -> set[str]:
+    found = (_mount_namespace(int(e.name)) for e in Path("/proc").iterdir() if e.name.isdigit())
+    return {ns for ns in found if ns is not None}
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def test_sigkill_of_the_caller_leaves_no_process_mount_or_cgroup(
     sandbox: NamespaceSandbox, tmp_path: Path, amd64_root: Path
 ) -> None:
@@ -111,13 +136,19 @@ def test_sigkill_of_the_caller_leaves_no_process_mount_or_cgroup(
         assert caller.stdout.readline() == b"started\n"
         tree = _descendants(caller.pid)
         assert len(tree) >= 4  # helper, init, sh, sleep (and slirp4netns)
-        assert mounted_anywhere(str(upper))  # inside the step's mount namespace only
-        assert str(upper) not in Path("/proc/self/mountinfo").read_text()
+        # The step's overlay lives in mount namespaces of the step's own, and
+        # names the upper dir by a relative link (no host path in its options).
+        ours = _mount_namespace(os.getpid())
+        step_namespaces = {_mount_namespace(pid) for pid in tree} - {ours, None}
+        assert step_namespaces
+        assert any("upperdir=upper" in _read(Path(f"/proc/{pid}/mountinfo")) for pid in tree)
+        assert "upperdir=upper" not in Path("/proc/self/mountinfo").read_text()
+        assert not mounted_anywhere(str(upper))
         caller.kill()
         caller.wait()
         assert wait_until(lambda: not any(_alive(pid) for pid in tree)), tree
         assert processes_with("sleep 424") == []
-        assert wait_until(lambda: not mounted_anywhere(str(upper)))
+        assert wait_until(lambda: not (_live_mount_namespaces() & step_namespaces))
         layout = sandbox.cgroups.layout
         assert layout.v2_root is not None
         leaves = list((layout.v2_root / "farm").glob(f"step-{caller.pid}-*"))
