@@ -79,6 +79,12 @@ class Sink(Protocol):
 Fetch = Callable[[str, Sink], Fetched]
 
 
+class GitFetch(Protocol):
+    """`GitFetcher.fetch`, or `Downloads.git_fetch`."""
+
+    def __call__(self, url: str, into: Path, *, keep_git_dir: bool = False) -> tuple[Path, str]: ...
+
+
 def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
@@ -114,26 +120,46 @@ class Download:
 
 
 class Downloads:
-    """The URLs of ADDs, each downloaded once per build into `directory`.
+    """The remote sources of ADDs, for one build: URLs downloaded once into
+    `directory`, git refs resolved once.
 
     The content digest of a download is the URL's identity in the step cache
     key (as BuildKit, which fetches to compute the key); `fetch` then serves
     the step that same file, so the layer holds exactly the bytes its key
     names, whatever the server sends later, and nothing is downloaded twice.
+    A git URL's identity is what its ref names on the remote (`git_identity`);
+    `git_fetch` fails rather than add a tree the ref has moved to since.
     Safe to use from the solver's threads; each URL is fetched by one of them.
     """
 
-    def __init__(self, directory: Path, fetch: Fetch | None = None) -> None:
+    def __init__(
+        self, directory: Path, fetch: Fetch | None = None, git: GitFetcher | None = None
+    ) -> None:
         self.directory = directory
+        self.git = git or GitFetcher()
         self._fetch = fetch or fetch_with_httpx
         self._done: dict[str, Download] = {}
+        self._refs: dict[str, str] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, url: str) -> Download:
+    def _once(self, key: str) -> threading.Lock:
         with self._lock:
-            lock = self._locks.setdefault(url, threading.Lock())
-        with lock:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def git_identity(self, url: str) -> str:
+        """What the ref of the git URL named when this build first asked."""
+        with self._once("git " + url):
+            if url not in self._refs:
+                self._refs[url] = self.git.resolve(url)
+            return self._refs[url]
+
+    def git_fetch(self, url: str, into: Path, *, keep_git_dir: bool = False) -> tuple[Path, str]:
+        """`GitFetcher.fetch`, held to the identity the step's key was made of."""
+        return self.git.fetch(url, into, keep_git_dir=keep_git_dir, expect=self._refs.get(url))
+
+    def get(self, url: str) -> Download:
+        with self._once(url):
             if url not in self._done:
                 self._done[url] = self._download(url)
             return self._done[url]
@@ -181,9 +207,11 @@ def add_sources(
     workdir: str,
     fetch: Fetch | None = None,
     git: GitFetcher | None = None,
+    downloads: Downloads | None = None,
     source_name: str = "build context",
 ) -> list[str]:
-    """Carry out an ADD; return the image paths written at the top level."""
+    """Carry out an ADD; return the image paths written at the top level. Remote
+    sources come from the build's `downloads` when given (else `fetch`, `git`)."""
     job = CopyJob.for_spec(spec, dest_root, preserve_owner=False)
     dest, dest_is_dir = dest_path(spec.dest, workdir)
     local = [s for s in spec.sources if not is_url(s) and not is_git_url(s)]
@@ -194,9 +222,11 @@ def add_sources(
     check_several(spec, len(matches) + remote + len(spec.heredocs), dest, dest_is_dir, job)
     for source in spec.sources:
         if is_git_url(source):
-            _add_git(job, spec, source, dest, git or GitFetcher())
+            git_fetch = downloads.git_fetch if downloads else (git or GitFetcher()).fetch
+            _add_git(job, spec, source, dest, git_fetch)
         elif is_url(source):
-            _add_url(job, spec, source, dest, dest_is_dir, fetch or fetch_with_httpx)
+            url_fetch = downloads.fetch if downloads else fetch or fetch_with_httpx
+            _add_url(job, spec, source, dest, dest_is_dir, url_fetch)
     for match in matches:
         tar = (
             open_archive(match.host) if spec.unpack is not False and match.host.is_file() else None
@@ -246,10 +276,10 @@ def _add_url(job: CopyJob, spec: Add, url: str, dest: str, dest_is_dir: bool, fe
         job.write_file(path, target, mode=URL_MODE, mtime_ns=mtime_ns)
 
 
-def _add_git(job: CopyJob, spec: Add, url: str, dest: str, git: GitFetcher) -> None:
+def _add_git(job: CopyJob, spec: Add, url: str, dest: str, git_fetch: GitFetch) -> None:
     with tempfile.TemporaryDirectory(prefix="farm-git-") as scratch:
         checkout = Path(scratch) / "checkout"
-        tree, commit = git.fetch(url, checkout, keep_git_dir=spec.keep_git_dir)
+        tree, commit = git_fetch(url, checkout, keep_git_dir=spec.keep_git_dir)
         if spec.checksum and not commit.startswith(spec.checksum.lower()):
             raise ChecksumMismatch(
                 f"ADD {url}: checksum mismatch: expected commit {spec.checksum}, got {commit}"

@@ -341,7 +341,7 @@ class Builder:
             log=_no_log,
             mount_root=mount_root,
             key_inputs=key_inputs,
-            fetch=downloads.fetch,
+            downloads=downloads,
         )
 
     def _mount_identity(self, mount, resolve, context_root: Path) -> str:  # type: ignore[no-untyped-def]
@@ -415,12 +415,12 @@ def _remote_identities(inst: Add, downloads: Downloads) -> dict[str, str]:
     """What each remote source of an ADD is now, for its cache key (as BuildKit, which
     fetches to compute the key): a URL's content digest, downloaded once for the
     build (`Downloads`: the step then adds that very file); a git URL's ref as
-    `git ls-remote` resolves it. With `--checksum` the checksum is the identity
-    (it is in the step key too) and nothing is fetched: a changed download fails
-    the check when the step runs.
+    `git ls-remote` resolves it (the step fails if it moves meanwhile). With
+    `--checksum` the checksum is the identity (it is in the step key too) and
+    nothing is fetched: a changed download fails the check when the step runs.
     """
     from buildkit.add import is_url
-    from buildkit.gitsource import GitFetcher, is_git_url
+    from buildkit.gitsource import is_git_url
 
     known: dict[str, str] = {}
     for source in inst.sources:
@@ -429,7 +429,7 @@ def _remote_identities(inst: Add, downloads: Downloads) -> dict[str, str]:
         if inst.checksum:
             known[source] = f"checksum:{inst.checksum}"
         elif is_git_url(source):
-            known[source] = GitFetcher().resolve(source)
+            known[source] = downloads.git_identity(source)
         else:
             known[source] = downloads.identity(source)
     return known

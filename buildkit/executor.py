@@ -44,7 +44,7 @@ from buildkit.store.base import Store
 from buildkit.users import resolve_chown, resolve_user
 
 if TYPE_CHECKING:
-    from buildkit.add import Fetch
+    from buildkit.add import Downloads
 
 LOG_TAIL = 20
 #: The kernel copies mount options into one page.
@@ -120,8 +120,8 @@ class StepContext:
     # What a step's cache key needs besides the step: the identity of COPY
     # sources (`sources=`) or of RUN bind mounts (`mounts=`).
     key_inputs: Callable[[Step], dict[str, Any]] = field(default=lambda step: {})
-    # How ADD fetches a URL: the build's own download of it (`add.Downloads`).
-    fetch: Fetch | None = None
+    # Where ADD gets URLs and git refs: the build's own downloads (`add.Downloads`).
+    downloads: Downloads | None = None
 
 
 class Executor:
@@ -328,7 +328,7 @@ class Executor:
                 if isinstance(inst, Add):
                     add_sources(
                         inst, src_root=src_root, dest_root=dest_root, workdir=workdir,
-                        source_name=source_name, fetch=ctx.fetch,
+                        source_name=source_name, downloads=ctx.downloads,
                     )  # fmt: skip
                 else:
                     copy_sources(

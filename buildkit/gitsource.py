@@ -13,7 +13,9 @@ branch or tag is a miss.
 `GitFetcher.fetch(url, into)` makes a shallow fetch of `ref` (a branch, a tag
 or a commit hash; the remote's HEAD when there is none) into a fresh
 repository at `into`, checks it out detached, and returns the directory to
-copy (`subdir` resolved inside the checkout) and the commit hash. File modes
+copy (`subdir` resolved inside the checkout) and the commit hash. Given the
+identity `resolve` returned for the step's key (`expect`), it fails if the
+ref has moved since, rather than add a tree the key does not name. File modes
 are normalised as BuildKit documents: 0644, 0755 for executables and
 directories. `.git` is removed unless `keep_git_dir`.
 
@@ -134,8 +136,11 @@ class GitFetcher:
         self._check(listed, url, what=f"resolve {pattern} of")
         return f"{pattern}\n{listed.stdout}"
 
-    def fetch(self, url: str, into: Path, *, keep_git_dir: bool = False) -> tuple[Path, str]:
-        """Check out `url` into the new directory `into`; return (tree to copy, commit)."""
+    def fetch(
+        self, url: str, into: Path, *, keep_git_dir: bool = False, expect: str | None = None
+    ) -> tuple[Path, str]:
+        """Check out `url` into the new directory `into`; return (tree to copy, commit).
+        With `expect` (what `resolve` said), the fetched ref must still be what it listed."""
         remote, ref, subdir = self._split(url)
         into.mkdir(parents=True)
         home = into.parent
@@ -153,6 +158,15 @@ class GitFetcher:
             )
             target = ref
         self._check(fetched, url, what=f"fetch {ref or 'HEAD'}")
+        listed = {line.split("\t")[0] for line in (expect or "").splitlines()[1:] if line}
+        if listed and target == "FETCH_HEAD":
+            got = self._run(["rev-parse", "FETCH_HEAD"], into, home)
+            self._check(got, url)
+            if got.stdout.strip() not in listed:
+                raise GitError(
+                    f"git URL {url!r}: {ref or 'HEAD'} moved on the remote while the build "
+                    f"ran (now {got.stdout.strip()[:12]}); build again"
+                )
         self._check(self._run(["checkout", "-q", "--detach", target], into, home), url)
         head = self._run(["rev-parse", "HEAD"], into, home)
         self._check(head, url)

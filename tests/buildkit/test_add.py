@@ -698,3 +698,28 @@ def test_git_resolve_refuses_what_fetch_refuses(
         fetcher.resolve(repo["url"] + suffix)
     with pytest.raises(GitError, match="failed to resolve main of file:///nonexistent"):
         LOCAL_GIT.resolve("file:///nonexistent/repo.git#main")
+
+
+def test_a_ref_that_moves_after_its_key_is_not_added(repo: dict[str, str], tmp_path: Path) -> None:
+    """The build keyed the step on what `main` named; if it moves before the step
+    fetches, the step fails instead of adding a tree its key does not name.
+    Tags (annotated: ls-remote lists the tag object) and unmoved refs pass."""
+    from buildkit.add import Downloads
+    from buildkit.gitsource import GitError
+
+    bare = tmp_path / "moving.git"
+    git("clone", "-q", "--bare", repo["url"], str(bare), cwd=tmp_path)
+    url = f"file://{bare}"
+    downloads = Downloads(tmp_path, git=LOCAL_GIT)
+    for ref in ("#main", "#v1"):
+        downloads.git_identity(url + ref)
+    _, commit = downloads.git_fetch(url + "#main", tmp_path / "unmoved")
+    assert commit == repo["second"]
+    git("update-ref", "refs/heads/main", repo["first"], cwd=bare)  # main moves
+    with pytest.raises(GitError, match="main moved on the remote while the build ran"):
+        downloads.git_fetch(url + "#main", tmp_path / "moved")
+    _, commit = downloads.git_fetch(url + "#v1", tmp_path / "tag")
+    assert commit == repo["first"]
+    later = Downloads(tmp_path, git=LOCAL_GIT)  # the next build keys on the new commit
+    later.git_identity(url + "#main")
+    assert later.git_fetch(url + "#main", tmp_path / "next")[1] == repo["first"]
