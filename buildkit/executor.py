@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 LOG_TAIL = 20
 #: The kernel copies mount options into one page.
-MOUNT_OPTIONS_MAX = 4096
+MAX_LOWERS = 128
 COMPACT_STEP = 8
 
 
@@ -275,27 +275,18 @@ class Executor:
             return self.commit(upper, overlay=True)
 
     def _compact(self, state: ImageState) -> ImageState:
-        """The state with few enough snapshots that their paths fit in the sandbox's
-        overlay mount options (one page, shared with the upper, work and stub dirs).
+        """The state with at most MAX_LOWERS snapshots: what one overlay mount
+        stacks comfortably (the kernel's limit is 500; a host-side view names
+        each by a 20-byte link, within one page of mount options).
 
-        Over the budget, the bottom snapshots are unpacked from their layer blobs
-        into one (`Snapshots.flattened`, by chain ID); how many is a multiple of
+        Over it, the bottom snapshots are unpacked from their layer blobs into
+        one (`Snapshots.flattened`, by chain ID); how many is a multiple of
         COMPACT_STEP when that fits, so that the next steps find it unpacked."""
         snaps = state.snapshots
-        budget = MOUNT_OPTIONS_MAX - 4 * (len(str(self.config.home)) + 64)
-
-        def size(paths: tuple[Path, ...]) -> int:
-            return sum(len(str(p)) + 1 for p in paths)
-
-        if size(snaps) <= budget:
+        if len(snaps) <= MAX_LOWERS:
             return state
-        flat_size = len(str(self.snapshots.root)) + 66
         aligned = range(COMPACT_STEP, len(snaps), COMPACT_STEP)
-        for m in (*aligned, *range(1, len(snaps))):
-            if size(snaps[m:]) + flat_size <= budget:
-                break
-        else:
-            return state  # not even one layer fits; the mount reports it
+        m = next(m for m in (*aligned, len(snaps) - MAX_LOWERS + 1) if len(snaps) - m < MAX_LOWERS)
         # The snapshots above the bottom one are one layer each; the bottom one
         # may be a whole base image.
         bottom = state.layers[: len(state.layers) - (len(snaps) - m)]
@@ -323,7 +314,7 @@ class Executor:
                 mount: contextlib.AbstractContextManager[Path] = contextlib.nullcontext(upper)
             else:
                 upper, _ = scratch.enter_context(self._upper())
-                mount = merged(self.config.home, state.lowers, upper)
+                mount = merged(self.config.home, self._compact(state).lowers, upper)
             with mount as dest_root:
                 if isinstance(inst, Add):
                     add_sources(

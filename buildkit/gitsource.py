@@ -158,14 +158,14 @@ class GitFetcher:
             )
             target = ref
         self._check(fetched, url, what=f"fetch {ref or 'HEAD'}")
-        listed = {line.split("\t")[0] for line in (expect or "").splitlines()[1:] if line}
-        if listed and target == "FETCH_HEAD":
+        wanted = _chosen(expect, ref or "HEAD") if expect else None
+        if wanted and target == "FETCH_HEAD":
             got = self._run(["rev-parse", "FETCH_HEAD"], into, home)
             self._check(got, url)
-            if got.stdout.strip() not in listed:
+            if got.stdout.strip() != wanted:
                 raise GitError(
                     f"git URL {url!r}: {ref or 'HEAD'} moved on the remote while the build "
-                    f"ran (now {got.stdout.strip()[:12]}); build again"
+                    f"ran (was {wanted[:12]}, now {got.stdout.strip()[:12]}); build again"
                 )
         self._check(self._run(["checkout", "-q", "--detach", target], into, home), url)
         head = self._run(["rev-parse", "HEAD"], into, home)
@@ -185,6 +185,23 @@ class GitFetcher:
             detail = result.stderr.strip().splitlines()
             reason = detail[-1] if detail else f"git exited {result.returncode}"
             raise GitError(f"failed to {what or 'check out'} {url}: {reason}")
+
+
+def _chosen(listing: str, ref: str) -> str | None:
+    """The object `git fetch <remote> <ref>` takes, from `resolve`'s listing
+    (`git ls-remote` matches any ref ending in `ref`; fetch takes the first of
+    `<ref>`, `refs/<ref>`, `refs/tags/<ref>`, `refs/heads/<ref>`,
+    `refs/remotes/<ref>`, `refs/remotes/<ref>/HEAD`, as git's rev-parse rules
+    say); None when it lists none of them (a commit hash)."""
+    names: dict[str, str] = {}
+    for line in listing.splitlines()[1:]:
+        sha, _, name = line.partition("\t")
+        names.setdefault(name.strip(), sha.strip())
+    for candidate in (ref, f"refs/{ref}", f"refs/tags/{ref}", f"refs/heads/{ref}",
+                      f"refs/remotes/{ref}", f"refs/remotes/{ref}/HEAD"):  # fmt: skip
+        if candidate in names:
+            return names[candidate]
+    return None
 
 
 def _normalise_modes(top: Path) -> None:

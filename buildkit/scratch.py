@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -29,7 +30,8 @@ def remove_tree(path: Path) -> None:
     def onerror(func, p, _exc):  # type: ignore[no-untyped-def]
         with contextlib.suppress(OSError):
             os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
+            if not os.path.islink(p):  # never the mode of what a link points to
+                os.chmod(p, 0o700)
         with contextlib.suppress(OSError):
             func(p)
 
@@ -61,24 +63,23 @@ def scratch_dir(scratch: Path, prefix: str) -> Iterator[Path]:
 
 
 def mounts_under(path: Path) -> list[Path]:
-    """Mount points at or below `path` in this mount namespace, deepest first."""
-    top = str(path)
+    """Mount points at or below `path` in this mount namespace, deepest first.
+    The kernel writes them canonical, so `path` is resolved first."""
+    top = os.fsencode(os.path.realpath(path))
     found = []
-    for line in MOUNTINFO.read_text().splitlines():
-        fields = line.split(" ")
+    for line in MOUNTINFO.read_bytes().split(b"\n"):  # bytes: any name, any separator
+        fields = line.split(b" ")
         if len(fields) < 5:
             continue
         point = _unescape(fields[4])
-        if point == top or point.startswith(top + "/"):
-            found.append(Path(point))
+        if point == top or point.startswith(top + b"/"):
+            found.append(Path(os.fsdecode(point)))
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
-def _unescape(field: str) -> str:
+def _unescape(field: bytes) -> bytes:
     """mountinfo writes space, tab, newline and backslash as octal escapes."""
-    for code in ("\\040", "\\011", "\\012", "\\134"):
-        field = field.replace(code, chr(int(code[1:], 8)))
-    return field
+    return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), field)
 
 
 def detach(target: Path) -> None:
@@ -109,6 +110,8 @@ def collect_stale(scratch: Path) -> list[str]:
                 if mounts_under(path):
                     continue  # never delete through a mount; the lock stays for next time
                 remove_tree(path)
+                if path.exists():
+                    continue  # something could not go: the lock stays for next time
                 removed.append(path.name)
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     registry_realm: str = ""
     registry_uploads: Path | None = None
 
+    @field_validator("home", mode="after")
+    @classmethod
+    def _canonical_home(cls, value: Path) -> Path:
+        # Overlay links and mount bookkeeping compare against the kernel's canonical paths.
+        return value.expanduser().resolve()
+
     @field_validator("registry_uploads", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -25,7 +25,7 @@ router = APIRouter(include_in_schema=False)
 def _page_size(n: str | None) -> int | None:
     if n is None:
         return None
-    if not n.isdigit():
+    if not n.isascii() or not n.isdigit():  # "²".isdigit() too
         raise RegistryHTTPError(
             "UNSUPPORTED", f"n must be a non-negative integer, not {n!r}", status=400
         )

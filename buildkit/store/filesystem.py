@@ -173,6 +173,8 @@ class FilesystemStore(LayoutStore):
             os.utime(self.blob_path(digest))
         except FileNotFoundError:
             return False
+        except OSError:  # another owner's blob, a read-only store: there, just not touched
+            pass
         return True
 
     def blob_mtime(self, digest: Digest) -> float:

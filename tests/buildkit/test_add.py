@@ -723,3 +723,26 @@ def test_a_ref_that_moves_after_its_key_is_not_added(repo: dict[str, str], tmp_p
     later = Downloads(tmp_path, git=LOCAL_GIT)  # the next build keys on the new commit
     later.git_identity(url + "#main")
     assert later.git_fetch(url + "#main", tmp_path / "next")[1] == repo["first"]
+
+
+def test_the_ref_fetch_takes_is_the_one_checked(repo: dict[str, str], tmp_path: Path) -> None:
+    """ls-remote lists every ref ending in the name; the check follows the one
+    git fetch takes: a tag before a branch of the same name, `main` and not
+    `release/main`."""
+    from buildkit.add import Downloads
+    from buildkit.gitsource import GitError
+
+    bare = tmp_path / "names.git"
+    git("clone", "-q", "--bare", repo["url"], str(bare), cwd=tmp_path)
+    feature = git("rev-parse", "feature", cwd=bare)
+    git("branch", "v1", repo["second"], cwd=bare)  # tag v1 at first, branch v1 at second
+    git("branch", "release/main", feature, cwd=bare)
+    url = f"file://{bare}"
+    downloads = Downloads(tmp_path, git=LOCAL_GIT)
+    for ref in ("#v1", "#main"):
+        downloads.git_identity(url + ref)
+    git("tag", "-f", "v1", repo["second"], cwd=bare)  # the tag moves onto the branch's commit
+    git("update-ref", "refs/heads/main", feature, cwd=bare)  # main moves onto release/main's
+    for ref, n in (("#v1", 1), ("#main", 2)):
+        with pytest.raises(GitError, match="moved on the remote"):
+            downloads.git_fetch(url + ref, tmp_path / f"co{n}")

@@ -139,14 +139,20 @@ def test_collect_stale_spares_a_live_builds_directories(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("writable", [False, True])
-def test_a_view_left_mounted_by_a_killed_build_is_collected(tmp_path: Path, writable: bool) -> None:
+@pytest.mark.parametrize(("writable", "linked"), [(False, False), (True, False), (True, True)])
+def test_a_view_left_mounted_by_a_killed_build_is_collected(
+    tmp_path: Path, writable: bool, linked: bool
+) -> None:
     """A build killed while COPY reads or writes through a host-side overlay view
     leaves it mounted; the next build's collection detaches it and removes its
-    directory, and the snapshots under it are untouched."""
+    directory, and the snapshots under it are untouched; also when FARM_HOME is
+    named through a symlink (the kernel lists mount points by their real path)."""
     from buildkit.snapshots import Snapshots
 
     home, lower, upper = tmp_path / "home", tmp_path / "lower", tmp_path / "upper"
+    if linked:
+        (tmp_path / "real-home").mkdir()
+        home.symlink_to(tmp_path / "real-home")
     lower.mkdir()
     upper.mkdir()
     (lower / "kept").write_text("snapshot")
@@ -161,14 +167,15 @@ def test_a_view_left_mounted_by_a_killed_build_is_collected(tmp_path: Path, writ
     try:
         assert proc.stdout is not None
         view = proc.stdout.readline().strip()
-        assert host_mounts_under(home) == [view]
+        assert host_mounts_under(home.resolve()) == [str(Path(view).resolve())]
     finally:
         proc.kill()
         proc.wait()
-    assert host_mounts_under(home) == [view]  # SIGKILL: nobody unmounted it
+    assert host_mounts_under(home.resolve()) != []  # SIGKILL: nobody unmounted it
 
     removed = Snapshots(home).collect_stale()
     assert [name[:4] for name in removed] == ["ovl-"]
-    assert host_mounts_under(home) == []
+    assert host_mounts_under(home.resolve()) == []
     assert leftovers(home) == []
     assert (lower / "kept").read_text() == "snapshot"
+    assert list(upper.iterdir()) == []  # nothing was deleted through the view

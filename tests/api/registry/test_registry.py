@@ -420,8 +420,10 @@ def test_referrers_in_pages(http):
     assert seen == sorted(sboms)
     r = http.get(f"/v2/pages/referrers/{subject_digest}")  # under the page size: one page
     assert len(r.json()["manifests"]) == 6 and "Link" not in r.headers
-    r = http.get(f"/v2/pages/referrers/{subject_digest}", params={"n": "many"})
-    assert (r.status_code, codes(r)) == (400, ["UNSUPPORTED"])
+    for bad in ("many", "²", "-1"):
+        r = http.get(f"/v2/pages/referrers/{subject_digest}", params={"n": bad})
+        assert (r.status_code, codes(r)) == (400, ["UNSUPPORTED"])
+        assert codes(http.get("/v2/pages/tags/list", params={"n": bad})) == ["UNSUPPORTED"]
 
 
 def test_delete_tag_manifest_blob(http, registry):
