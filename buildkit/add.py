@@ -22,6 +22,7 @@ engine's network policy) decide what is reachable.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import posixpath
 import tempfile
@@ -124,8 +125,8 @@ class Downloads:
     `directory`, git refs resolved once.
 
     The content digest of a download is the URL's identity in the step cache
-    key (as BuildKit, which fetches to compute the key); `fetch` then serves
-    the step that same file, so the layer holds exactly the bytes its key
+    key (as BuildKit, which fetches to compute the key); the step then adds
+    that same file (`get`), so the layer holds exactly the bytes its key
     names, whatever the server sends later, and nothing is downloaded twice.
     A git URL's identity is what its ref names on the remote (`git_identity`);
     `git_fetch` fails rather than add a tree the ref has moved to since.
@@ -179,14 +180,6 @@ class Downloads:
         """`sha256:<hex>` of what `url` served when this build first asked."""
         return self.get(url).digest
 
-    def fetch(self, url: str, out: Sink) -> Fetched:
-        """A `Fetch`: the build's download of `url` (made now if not yet)."""
-        download = self.get(url)
-        with open(download.path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                out.write(chunk)
-        return download.fetched
-
 
 def _parse_checksum(checksum: str) -> str:
     algo, sep, digest = checksum.partition(":")
@@ -225,8 +218,7 @@ def add_sources(
             git_fetch = downloads.git_fetch if downloads else (git or GitFetcher()).fetch
             _add_git(job, spec, source, dest, git_fetch)
         elif is_url(source):
-            url_fetch = downloads.fetch if downloads else fetch or fetch_with_httpx
-            _add_url(job, spec, source, dest, dest_is_dir, url_fetch)
+            _add_url(job, spec, source, dest, dest_is_dir, fetch or fetch_with_httpx, downloads)
     for match in matches:
         tar = (
             open_archive(match.host) if spec.unpack is not False and match.host.is_file() else None
@@ -247,21 +239,30 @@ def add_sources(
     return job.written
 
 
-def _add_url(job: CopyJob, spec: Add, url: str, dest: str, dest_is_dir: bool, fetch: Fetch) -> None:
+def _add_url(
+    job: CopyJob,
+    spec: Add,
+    url: str,
+    dest: str,
+    dest_is_dir: bool,
+    fetch: Fetch,
+    downloads: Downloads | None,
+) -> None:
+    """Add the build's download of `url` (without a build: a download of its own)."""
     want = _parse_checksum(spec.checksum) if spec.checksum else None
     name = posixpath.basename(unquote(urlsplit(url).path))
-    with tempfile.TemporaryDirectory(prefix="farm-add-") as scratch:
-        path = Path(scratch) / "download"
-        digest = hashlib.sha256()
-        with open(path, "wb") as out:
-            fetched = fetch(url, _Hashing(out, digest))
-        got = digest.hexdigest()
+    with contextlib.ExitStack() as stack:
+        if downloads is None:
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="farm-add-"))
+            downloads = Downloads(Path(scratch), fetch)
+        download = downloads.get(url)
+        got = download.digest.removeprefix("sha256:")
         if want is not None and got != want:
             raise ChecksumMismatch(
                 f"ADD {url}: checksum mismatch: expected sha256:{want}, got sha256:{got}"
             )
         if spec.unpack:
-            tar = open_archive(path)
+            tar = open_archive(download.path)
             if tar is not None:
                 with tar:
                     job.written.extend(
@@ -271,9 +272,9 @@ def _add_url(job: CopyJob, spec: Add, url: str, dest: str, dest_is_dir: bool, fe
         if (dest_is_dir or job.is_dir(dest)) and name in ("", ".", ".."):
             raise CopyError(f"ADD {url}: cannot name a file after a URL without a path")
         target = job.target_for_file(dest, dest_is_dir, name)
-        stamp = fetched.last_modified
+        stamp = download.fetched.last_modified
         mtime_ns = int(stamp.timestamp()) * 1_000_000_000 if stamp is not None else None
-        job.write_file(path, target, mode=URL_MODE, mtime_ns=mtime_ns)
+        job.write_file(download.path, target, mode=URL_MODE, mtime_ns=mtime_ns)
 
 
 def _add_git(job: CopyJob, spec: Add, url: str, dest: str, git_fetch: GitFetch) -> None:

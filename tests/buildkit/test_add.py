@@ -645,9 +645,7 @@ def test_downloads_key_on_content_and_serve_the_same_bytes(
     assert downloads.identity(f"{base}/f.txt") == f"sha256:{want}"
     serve(www, "f.txt", b"two")  # same URL, same Last-Modified, new content
     assert downloads.identity(f"{base}/f.txt") == f"sha256:{want}"  # this build's copy
-    out = io.BytesIO()
-    downloads.fetch(f"{base}/f.txt", out)
-    assert out.getvalue() == b"one"
+    assert downloads.get(f"{base}/f.txt").path.read_bytes() == b"one"
     want = hashlib.sha256(b"two").hexdigest()
     assert Downloads(where).identity(f"{base}/f.txt") == f"sha256:{want}"  # another build
     with pytest.raises(AddError, match="HTTP 404"):
