@@ -180,6 +180,24 @@ class Downloads:
         """`sha256:<hex>` of what `url` served when this build first asked."""
         return self.get(url).digest
 
+    def identities(self, inst: Add) -> dict[str, str]:
+        """What each remote source of an ADD is now, for its cache key (as
+        BuildKit, which fetches to compute the key): a URL's content digest, a
+        git URL's ref as `git ls-remote` resolves it. With `--checksum` the
+        checksum is the identity (it is in the step key too) and nothing is
+        fetched: a changed download fails the check when the step runs."""
+        known: dict[str, str] = {}
+        for source in inst.sources:
+            if source in known or not (is_git_url(source) or is_url(source)):
+                continue
+            if inst.checksum:
+                known[source] = f"checksum:{inst.checksum}"
+            elif is_git_url(source):
+                known[source] = self.git_identity(source)
+            else:
+                known[source] = self.identity(source)
+        return known
+
 
 def _parse_checksum(checksum: str) -> str:
     algo, sep, digest = checksum.partition(":")

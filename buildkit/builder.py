@@ -318,7 +318,7 @@ class Builder:
                     return {"sources": resolve(from_)[0].key}
                 if not inst.sources:
                     return {}
-                remote = _remote_identities(inst, downloads) if isinstance(inst, Add) else None
+                remote = downloads.identities(inst) if isinstance(inst, Add) else None
                 return {
                     "sources": hash_sources(
                         inst, context_root, cache=self.file_digests, remote=remote
@@ -409,27 +409,3 @@ class Builder:
 
 def _no_log(text: str) -> None:
     """Until the solver gives a step its own log (with the step's labels)."""
-
-
-def _remote_identities(inst: Add, downloads: Downloads) -> dict[str, str]:
-    """What each remote source of an ADD is now, for its cache key (as BuildKit, which
-    fetches to compute the key): a URL's content digest, downloaded once for the
-    build (`Downloads`: the step then adds that very file); a git URL's ref as
-    `git ls-remote` resolves it (the step fails if it moves meanwhile). With
-    `--checksum` the checksum is the identity (it is in the step key too) and
-    nothing is fetched: a changed download fails the check when the step runs.
-    """
-    from buildkit.add import is_url
-    from buildkit.gitsource import is_git_url
-
-    known: dict[str, str] = {}
-    for source in inst.sources:
-        if source in known or not (is_git_url(source) or is_url(source)):
-            continue
-        if inst.checksum:
-            known[source] = f"checksum:{inst.checksum}"
-        elif is_git_url(source):
-            known[source] = downloads.git_identity(source)
-        else:
-            known[source] = downloads.identity(source)
-    return known

@@ -60,9 +60,10 @@ def _content_range(request: Request) -> tuple[int, int] | None:
 
 async def _receive(
     request: Request, uploads: UploadStore, name: str, upload_id: str, *, chunk: bool
-) -> None:
-    """Append the request body to the upload. With a Content-Range (or `chunk`,
-    a body that must arrive whole) an incomplete body is cut off again."""
+) -> int:
+    """Append the request body to the upload; return the upload's size then.
+    With a Content-Range (or `chunk`, a body that must arrive whole) an
+    incomplete body is cut off again."""
     span = _content_range(request)
     try:
         writer: ChunkWriter = await run_in_threadpool(
@@ -81,6 +82,7 @@ async def _receive(
         await _append(request, writer, span, atomic=chunk or span is not None)
     except UploadBusy as exc:
         raise await _busy(uploads, name, upload_id, exc) from None
+    return writer.end
 
 
 async def _busy(
@@ -150,13 +152,12 @@ async def start_upload(
         # not mountable: start an ordinary upload (202), as the spec says
     expected = parse_digest(digest) if digest is not None else None
     upload = await run_in_threadpool(reg.uploads.create, name)
-    await _receive(request, reg.uploads, name, upload.id, chunk=expected is not None)
+    size = await _receive(request, reg.uploads, name, upload.id, chunk=expected is not None)
     if expected is not None:
         desc = await run_in_threadpool(
             reg.service.commit_upload, reg.uploads, name, upload.id, expected
         )
         return _blob_created(name, desc.digest)
-    size = (await run_in_threadpool(reg.uploads.get, name, upload.id)).size
     return Response(status_code=202, headers=_upload_headers(name, upload.id, size))
 
 
@@ -174,8 +175,7 @@ async def patch_upload(request: Request, name: str, upload_id: str) -> Response:
     reg = _registry(request)
     check_name(name)
     await run_in_threadpool(reg.auth.check, request, name, PUSH)
-    await _receive(request, reg.uploads, name, upload_id, chunk=False)
-    size = (await run_in_threadpool(reg.uploads.get, name, upload_id)).size
+    size = await _receive(request, reg.uploads, name, upload_id, chunk=False)
     return Response(status_code=202, headers=_upload_headers(name, upload_id, size))
 
 

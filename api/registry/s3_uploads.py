@@ -42,11 +42,11 @@ import io
 import json
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from api.registry.lru import LRU
 from api.registry.uploads import (
     _ID_RE,
     PURGE_INTERVAL,
@@ -62,40 +62,12 @@ from buildkit.digest import Digest, DigestWriter
 from buildkit.errors import DigestMismatch
 from buildkit.image import Descriptor
 from buildkit.store.base import Store
-from buildkit.store.s3 import MAX_PARTS, MIN_PART_SIZE, S3Store, StoredObject
+from buildkit.store.s3 import MAX_PARTS, MIN_PART_SIZE, S3Store
+from buildkit.store.s3bucket import StoredObject
 
 SEGMENT_SIZE = 8 << 20
 SESSIONS = "farm/uploads/"
 CACHE_SIZE = 4096
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Bounded(Generic[K, V]):
-    """A dict that forgets its least recently used entries past `size`."""
-
-    def __init__(self, size: int = CACHE_SIZE) -> None:
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._size = size
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
-
-    def pop(self, key: K) -> None:
-        self._items.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 @dataclass(frozen=True)
@@ -175,6 +147,10 @@ class _ChunkWriter:
         self._closed = False
         self.written = 0
 
+    @property
+    def end(self) -> int:
+        return self._start + self.written
+
     def write(self, data: bytes) -> None:
         self._buffer += data
         self.written += len(data)
@@ -230,8 +206,8 @@ class S3Uploads:
         self.max_age = max_age
         self.segment_size = segment_size
         self._last_purge = 0.0
-        self._meta: _Bounded[str, tuple[str, float]] = _Bounded()  # id -> (repo, started)
-        self._records: _Bounded[tuple[str, str], dict[str, Any]] = _Bounded()  # (key, etag)
+        self._meta: LRU[str, tuple[str, float]] = LRU(CACHE_SIZE)  # id -> (repo, started)
+        self._records: LRU[tuple[str, str], dict[str, Any]] = LRU(CACHE_SIZE)  # (key, etag)
 
     def _prefix(self, upload_id: str) -> str:
         if not _ID_RE.match(upload_id):

@@ -7,13 +7,12 @@ is MANIFEST_BLOB_UNKNOWN), else the store's own (mapped in `errors.py`).
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from api.registry.errors import RegistryHTTPError
+from api.registry.lru import LRU
 from api.registry.uploads import UploadStore
 from buildkit.digest import Digest, InvalidDigest
 from buildkit.errors import BlobUnknown, ManifestUnknown, ReferenceFormatError
@@ -103,8 +102,7 @@ class RegistryService:
         self.delete_enabled = delete_enabled
         self.max_manifest_size = max_manifest_size
         self.referrers_page_size = REFERRERS_PAGE_SIZE
-        self._referrers: OrderedDict[Digest, _Referrer] = OrderedDict()
-        self._lock = threading.Lock()
+        self._referrers: LRU[Digest, _Referrer] = LRU(REFERRERS_CACHE_SIZE)
 
     # ------------------------------------------------------------ manifests
 
@@ -293,10 +291,9 @@ class RegistryService:
 
     def _referrer(self, digest: Digest) -> _Referrer | None:
         """What the referrers API needs of a manifest, cached: a digest's content never changes."""
-        with self._lock:
-            if digest in self._referrers:
-                self._referrers.move_to_end(digest)
-                return self._referrers[digest]
+        cached = self._referrers.get(digest)
+        if cached is not None:
+            return cached
         try:
             data = read_blob(self.store, digest)
             media_type = detect_media_type(data)
@@ -312,10 +309,7 @@ class RegistryService:
         if doc.annotations:
             desc["annotations"] = dict(doc.annotations)
         referrer = _Referrer(doc.subject.digest if doc.subject else None, desc)
-        with self._lock:
-            self._referrers[digest] = referrer
-            while len(self._referrers) > REFERRERS_CACHE_SIZE:
-                self._referrers.popitem(last=False)
+        self._referrers.put(digest, referrer)
         return referrer
 
 

@@ -69,6 +69,11 @@ class Upload:
 class ChunkWriter(Protocol):
     written: int
 
+    @property
+    def end(self) -> int:
+        """The session's size with what this writer appended."""
+        ...
+
     def write(self, data: bytes) -> None: ...
 
     def rollback(self) -> None:
@@ -126,6 +131,10 @@ class _FileWriter:
             raise RangeMismatch(self.offset)
         self._file.seek(self.offset)
         self.written = 0
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.written
 
     def write(self, data: bytes) -> None:
         self._file.write(data)

@@ -21,7 +21,7 @@ Remote ADD sources are keyed by what is written plus what the caller knows:
 ref resolved to) when given. Without it a remote source is keyed on the URL
 alone (plus `--checksum`, in the step key): a file that changed behind the
 same URL, or a branch that moved, would be a stale hit. So the builder always
-supplies it (`buildkit.builder._remote_identities`): as BuildKit does, it
+supplies it (`buildkit.add.Downloads.identities`): as BuildKit does, it
 fetches an `http(s)` URL to key on the sha256 of its content, resolves a git
 ref with `git ls-remote`, and with `--checksum` keys on the checksum alone.
 

@@ -18,21 +18,18 @@ whole or not at all, which is what keeps "nothing half written is reachable":
 A writer killed mid-upload leaves an incomplete multipart upload or a key
 under `farm/.tmp/`, never anything a reader sees; a bucket lifecycle rule
 (AbortIncompleteMultipartUpload, and expiry of `<prefix>/farm/.tmp/`) reclaims
-them. Only plain S3 calls are used (no SigV4 streaming checksums, no batch
-DeleteObjects), so S3-compatible servers work as AWS does.
+them. The requests themselves, with their errors translated, are
+`s3bucket.py`'s; the few plain objects beside the layout (upload sessions)
+are reached through `put_new`, `list_objects`, `open_object` and friends.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
-
-from botocore import xform_name
-from botocore.exceptions import BotoCoreError, ClientError
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from buildkit.digest import Digest, DigestWriter
 from buildkit.errors import BlobUnknown, DigestMismatch, StorageError
@@ -40,63 +37,13 @@ from buildkit.image import Descriptor
 from buildkit.store import layout
 from buildkit.store.base import OCTET_STREAM, BlobURLs, Store
 from buildkit.store.layout import LayoutStore
+from buildkit.store.s3bucket import MiB, Missing, S3Bucket, StoredObject
 
-MiB = 1 << 20
 PART_SIZE = 8 * MiB
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
 MAX_PARTS = 10_000
 MAX_COPY_SIZE = 5 << 30  # CopyObject's limit; past it, UploadPartCopy
 COPY_PART_SIZE = 512 * MiB
-_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
-_TAKEN = frozenset({"412", "PreconditionFailed", "ConditionalRequestConflict"})
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    key: str  # below the store's prefix
-    size: int
-    mtime: float
-    etag: str = ""
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-class _Missing(Exception):
-    """A key that is not there (internal: each caller says what that means)."""
-
-
-class _BodyReader(io.RawIOBase):
-    """A GetObject body as a raw stream whose read errors are `StorageError`s."""
-
-    def __init__(self, body: Any, where: str) -> None:
-        self._body = body
-        self._where = where
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        try:
-            data = self._body.read(len(buffer))
-        except BotoCoreError as exc:
-            raise StorageError(f"S3 read of {self._where} failed: {exc}") from exc
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readall(self) -> bytes:
-        try:
-            return bytes(self._body.read())
-        except BotoCoreError as exc:
-            raise StorageError(f"S3 read of {self._where} failed: {exc}") from exc
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
 
 
 class S3Store(LayoutStore):
@@ -110,6 +57,7 @@ class S3Store(LayoutStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.client = client
+        self.s3 = S3Bucket(bucket, client)
         self.part_size = part_size
         self.max_copy_size = MAX_COPY_SIZE
         self.copy_part_size = COPY_PART_SIZE
@@ -124,89 +72,24 @@ class S3Store(LayoutStore):
     def blob_key(self, digest: Digest) -> str:
         return self.root + layout.blob_data(digest)
 
-    # ------------------------------------------------------------ S3 calls, errors translated
-
-    def _call(
-        self, operation: str, key: str, method: Callable[..., T], *args: Any, **kwargs: Any
-    ) -> T:
-        """Run one S3 request: a missing key raises `_Missing`, any other failure
-        a `StorageError` naming the bucket and the key."""
-        try:
-            return method(*args, **kwargs)
-        except ClientError as exc:
-            code = _error_code(exc)
-            if code in _MISSING:
-                raise _Missing(key) from None
-            message = exc.response.get("Error", {}).get("Message") or exc
-            raise StorageError(
-                f"S3 {operation} of s3://{self.bucket}/{key} failed: {code}: {message}"
-            ) from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"S3 {operation} of s3://{self.bucket}/{key} failed: {exc}") from exc
-
-    def _object(self, operation: str, key: str, **params: Any) -> Any:
-        """One request about the object `key`: the client's method for `operation`."""
-        method = getattr(self.client, xform_name(operation))
-        return self._call(operation, key, method, Bucket=self.bucket, Key=key, **params)
-
-    def _head(self, key: str) -> dict[str, Any] | None:
-        try:
-            return self._object("HeadObject", key)
-        except _Missing:
-            return None
-
-    def _get_object(self, key: str) -> BinaryIO:
-        """A reader of the object's body; `_Missing` if there is none."""
-        response = self._object("GetObject", key)
-        raw = _BodyReader(response["Body"], f"s3://{self.bucket}/{key}")
-        return io.BufferedReader(raw, buffer_size=MiB)
-
-    def _put_object(self, key: str, data: bytes, content_type: str = OCTET_STREAM) -> None:
-        self._object("PutObject", key, Body=data, ContentType=content_type)
-
-    def _delete_object(self, key: str) -> None:
-        self._object("DeleteObject", key)
-
-    def _list(
-        self, prefix: str, delimiter: str = ""
-    ) -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
-        """Pages of (objects, common prefixes) under `prefix`; an object is
-        ListObjectsV2's entry: Key, Size, LastModified."""
-        paginator = self.client.get_paginator("list_objects_v2")
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        if delimiter:
-            kwargs["Delimiter"] = delimiter
-        pages = iter(paginator.paginate(**kwargs))
-        while True:
-            try:
-                page = self._call("ListObjectsV2", prefix, next, pages, None)
-            except _Missing:
-                raise StorageError(f"S3 bucket {self.bucket!r} does not exist") from None
-            if page is None:
-                return
-            yield (
-                list(page.get("Contents", ())),
-                [p["Prefix"] for p in page.get("CommonPrefixes", ())],
-            )
-
     # ------------------------------------------------------------ primitives (LayoutStore)
 
     def _read(self, key: str) -> bytes | None:
         try:
-            with self._get_object(self.root + key) as body:
+            with self.s3.get(self.root + key) as body:
                 return body.read()
-        except _Missing:
+        except Missing:
             return None
 
     def _write(self, key: str, data: bytes, content_type: str = OCTET_STREAM) -> None:
-        self._put_object(self.root + key, data, content_type)  # one PutObject: whole or nothing
+        self.s3.put(self.root + key, data, content_type)  # one PutObject: whole or nothing
 
     def _exists(self, key: str) -> bool:
-        return self._head(self.root + key) is not None
+        return self.s3.head(self.root + key) is not None
 
     def _is_dir(self, key: str) -> bool:
         prefix = f"{self.root}{key}/"
-        response = self._call(
+        response = self.s3.call(
             "ListObjectsV2",
             prefix,
             self.client.list_objects_v2,
@@ -220,24 +103,24 @@ class S3Store(LayoutStore):
         prefix = f"{self.root}{key}/"
         files: list[str] = []
         dirs: list[str] = []
-        for objects, prefixes in self._list(prefix, "/"):
+        for objects, prefixes in self.s3.pages(prefix, "/"):
             files += [o["Key"][len(prefix) :] for o in objects]
             dirs += [p[len(prefix) :].rstrip("/") for p in prefixes]
         return files, dirs
 
     def _walk(self, key: str) -> list[str]:
         prefix = f"{self.root}{key}/"
-        return [o["Key"][len(prefix) :] for objects, _ in self._list(prefix) for o in objects]
+        return [o["Key"][len(prefix) :] for objects, _ in self.s3.pages(prefix) for o in objects]
 
     def _delete(self, key: str, *, prune: bool = False) -> bool:  # no directories to prune
         if not self._exists(key):
             return False
-        self._delete_object(self.root + key)
+        self.s3.delete(self.root + key)
         return True
 
     def _delete_tree(self, key: str) -> None:
         for name in self._walk(key):
-            self._delete_object(f"{self.root}{key}/{name}")
+            self.s3.delete(f"{self.root}{key}/{name}")
 
     def _where(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.root}{key}"
@@ -246,12 +129,12 @@ class S3Store(LayoutStore):
 
     def open_blob(self, digest: Digest) -> BinaryIO:
         try:
-            return self._get_object(self.blob_key(digest))
-        except _Missing:
+            return self.s3.get(self.blob_key(digest))
+        except Missing:
             raise BlobUnknown(f"blob unknown: {digest}") from None
 
     def blob_size(self, digest: Digest) -> int:
-        head = self._head(self.blob_key(digest))
+        head = self.s3.head(self.blob_key(digest))
         if head is None:
             raise BlobUnknown(f"blob unknown: {digest}")
         return int(head["ContentLength"])
@@ -260,7 +143,7 @@ class S3Store(LayoutStore):
         self, data: BinaryIO, expected: Digest | None = None, *, media_type: str = OCTET_STREAM
     ) -> Descriptor:
         if expected is not None:
-            head = self._head(self.blob_key(expected))
+            head = self.s3.head(self.blob_key(expected))
             if head is not None:
                 return Descriptor(media_type, Digest(expected), int(head["ContentLength"]))
         hasher = DigestWriter()
@@ -269,8 +152,8 @@ class S3Store(LayoutStore):
         if len(first) < self.part_size:  # the whole blob: hash it, then one PutObject
             digest = self._check(hasher.digest, expected)
             final = self.blob_key(digest)
-            if expected is not None or self._head(final) is None:
-                self._put_object(final, first)
+            if expected is not None or self.s3.head(final) is None:
+                self.s3.put(final, first)
             return Descriptor(media_type, digest, hasher.size)
         if expected is not None:  # upload straight to the final key, complete if it matches
             self._multipart_upload(
@@ -286,11 +169,11 @@ class S3Store(LayoutStore):
         try:
             digest = hasher.digest
             final = self.blob_key(digest)
-            if self._head(final) is None:
+            if self.s3.head(final) is None:
                 self._copy(temp, final, hasher.size)
         finally:
             with contextlib.suppress(StorageError):  # else a lifecycle rule reclaims it
-                self._delete_object(temp)
+                self.s3.delete(temp)
         return Descriptor(media_type, digest, hasher.size)
 
     @staticmethod
@@ -298,24 +181,6 @@ class S3Store(LayoutStore):
         if expected is not None and digest != expected:
             raise DigestMismatch(f"digest mismatch: expected {expected}, got {digest}")
         return digest
-
-    @contextlib.contextmanager
-    def _multipart(self, key: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-        """A multipart upload to `key`: the body adds its parts to the list (ETag,
-        PartNumber); the upload is completed when the body returns, aborted when
-        it raises (nothing is left under `key`)."""
-        created = self._object("CreateMultipartUpload", key, ContentType=OCTET_STREAM)
-        upload_id = created["UploadId"]
-        try:
-            parts: list[dict[str, Any]] = []
-            yield upload_id, parts
-            self._object(
-                "CompleteMultipartUpload", key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-            )
-        except BaseException:
-            with contextlib.suppress(StorageError, _Missing):  # the first error matters
-                self._object("AbortMultipartUpload", key, UploadId=upload_id)
-            raise
 
     def _multipart_upload(
         self,
@@ -327,11 +192,11 @@ class S3Store(LayoutStore):
     ) -> None:
         """Upload `first` then the rest of the stream (hashed into `hasher`) in
         parts; call `before_complete` (which may raise) before the object appears."""
-        with self._multipart(key) as (upload_id, parts):
+        with self.s3.multipart(key) as (upload_id, parts):
             chunk = first
             while chunk:
                 number = len(parts) + 1
-                response = self._object(
+                response = self.s3.request(
                     "UploadPart", key, UploadId=upload_id, PartNumber=number, Body=chunk
                 )
                 parts.append({"ETag": response["ETag"], "PartNumber": number})
@@ -343,7 +208,7 @@ class S3Store(LayoutStore):
         """Server-side copy; a multipart copy past CopyObject's size limit."""
         copy_source = {"Bucket": self.bucket, "Key": source}
         if size <= self.max_copy_size:
-            self._object(
+            self.s3.request(
                 "CopyObject",
                 target,
                 CopySource=copy_source,
@@ -351,10 +216,10 @@ class S3Store(LayoutStore):
                 MetadataDirective="REPLACE",
             )
             return
-        with self._multipart(target) as (upload_id, parts):
+        with self.s3.multipart(target) as (upload_id, parts):
             for number, start in enumerate(range(0, size, self.copy_part_size), start=1):
                 end = min(start + self.copy_part_size, size) - 1
-                response = self._object(
+                response = self.s3.request(
                     "UploadPartCopy",
                     target,
                     UploadId=upload_id,
@@ -365,61 +230,45 @@ class S3Store(LayoutStore):
                 parts.append({"ETag": response["CopyPartResult"]["ETag"], "PartNumber": number})
 
     def blob_mtime(self, digest: Digest) -> float:
-        head = self._head(self.blob_key(digest))
+        head = self.s3.head(self.blob_key(digest))
         if head is None:
             raise BlobUnknown(f"blob unknown: {digest}")
         return float(head["LastModified"].timestamp())
 
     def delete_blob(self, digest: Digest) -> bool:
         key = self.blob_key(digest)
-        if self._head(key) is None:
+        if self.s3.head(key) is None:
             return False
-        self._delete_object(key)
+        self.s3.delete(key)
         return True
 
     # ------------------------------------------------------------ scratch objects (upload sessions)
 
     def put_new(self, key: str, data: bytes) -> bool:
-        """Put `data` under `key` (below the prefix) unless an object is there
-        already: a conditional PutObject (`If-None-Match: *`, honoured by AWS,
-        MinIO and Ceph RGW), so of two writers of one key exactly one wins.
-        False for the one that lost."""
-        try:
-            self._object("PutObject", self.root + key, Body=data, IfNoneMatch="*")
-        except StorageError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ClientError) and _error_code(cause) in _TAKEN:
-                return False
-            raise
-        return True
+        """`S3Bucket.put_new` of `key` below the prefix: False if it was there."""
+        return self.s3.put_new(self.root + key, data)
 
     def put_object(self, key: str, data: bytes) -> None:
         """Put `data` under `key` (below the prefix), whatever was there."""
-        self._put_object(self.root + key, data)
+        self.s3.put(self.root + key, data)
 
     def list_objects(self, prefix: str) -> list[StoredObject]:
         """Every object whose key (below the store's prefix) starts with `prefix`,
-        in key order."""
+        in key order, named below the prefix."""
         start = len(self.root)
-        return [
-            StoredObject(
-                o["Key"][start:], int(o["Size"]), o["LastModified"].timestamp(), o.get("ETag", "")
-            )
-            for objects, _ in self._list(self.root + prefix)
-            for o in objects
-        ]
+        return [replace(o, key=o.key[start:]) for o in self.s3.objects(self.root + prefix)]
 
     def open_object(self, key: str) -> BinaryIO:
         """A reader of the object `key` (below the prefix); `KeyError` if none."""
         try:
-            return self._get_object(self.root + key)
-        except _Missing:
+            return self.s3.get(self.root + key)
+        except Missing:
             raise KeyError(key) from None
 
     def delete_object(self, key: str) -> None:
         """Remove `key` (below the prefix); a missing key is no error."""
-        with contextlib.suppress(_Missing):
-            self._delete_object(self.root + key)
+        with contextlib.suppress(Missing):
+            self.s3.delete(self.root + key)
 
     def put_blob_from_objects(self, digest: Digest, objects: list[StoredObject]) -> Descriptor:
         """The blob `digest` made server-side from `objects` (below the prefix), one
@@ -430,21 +279,21 @@ class S3Store(LayoutStore):
         written then."""
         try:
             return self._assemble(digest, objects)
-        except _Missing as missing:
+        except Missing as missing:
             raise KeyError(str(missing)) from None
 
     def _assemble(self, digest: Digest, objects: list[StoredObject]) -> Descriptor:
         size = sum(o.size for o in objects)
-        if self._head(self.blob_key(digest)) is not None:
+        if self.s3.head(self.blob_key(digest)) is not None:
             return Descriptor(OCTET_STREAM, digest, size)
         if len(objects) == 1:
             self._copy(self.root + objects[0].key, self.blob_key(digest), size)
             return Descriptor(OCTET_STREAM, digest, size)
         if len(objects) > MAX_PARTS or any(o.size < MIN_PART_SIZE for o in objects[:-1]):
             raise ValueError("objects too small or too many to be the parts of one upload")
-        with self._multipart(self.blob_key(digest)) as (upload_id, parts):
+        with self.s3.multipart(self.blob_key(digest)) as (upload_id, parts):
             for number, o in enumerate(objects, start=1):
-                response = self._object(
+                response = self.s3.request(
                     "UploadPartCopy",
                     self.blob_key(digest),
                     UploadId=upload_id,
@@ -460,7 +309,7 @@ class S3Store(LayoutStore):
         """A presigned GET of the blob, valid for `expires_in` seconds (signed
         locally: the blob is not checked)."""
         key = self.blob_key(digest)
-        return self._call(
+        return self.s3.call(
             "presigning GetObject",
             key,
             self.client.generate_presigned_url,

@@ -16,12 +16,13 @@ import pytest
 from api.app import create_app
 from api.registry.config import RegistryConfig
 from api.registry.s3_uploads import S3Uploads
-from api.registry.uploads import RangeMismatch, UploadBusy, UploadUnknown
+from api.registry.uploads import UploadBusy, UploadUnknown
 from buildkit.digest import Digest
 from buildkit.errors import DigestMismatch
 from buildkit.store.base import read_blob
 from buildkit.store.s3 import MIN_PART_SIZE, S3Store
 from tests.api.registry.conftest import ProcessServer, ThreadServer, codes
+from tests.api.registry.test_uploads import commit_in_one_request, continue_then_fail_to_commit
 from tests.services.conftest import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
 from workers.settings import Settings
 
@@ -62,31 +63,11 @@ def test_session_contract(store: S3Store, s3: Any, bucket: str) -> None:
         "end": 6,
         "digest": Digest.of(b"hello "),  # written from the start
     }
-    with pytest.raises(RangeMismatch) as info:
-        uploads.writer("app", upload.id, 0)
-    assert info.value.size == 6
-    writer = uploads.writer("app", upload.id, 6)
-    writer.write(b"world")
-    writer.close()
-    assert uploads.get("app", upload.id).size == 11
-    with pytest.raises(UploadUnknown):
-        uploads.get("other", upload.id)
     with pytest.raises(UploadUnknown):
         S3Uploads(store).get("other", upload.id)  # a process that has not seen it yet
-    with pytest.raises(DigestMismatch):
-        uploads.commit("app", upload.id, store, Digest.of(b"something else"))
-    assert store.list_blobs() == []
-    with pytest.raises(UploadUnknown):  # a failed commit ends the session
-        uploads.get("app", upload.id)
+    continue_then_fail_to_commit(uploads, store, upload.id)
     assert keys(s3, bucket) == []
-
-    upload = uploads.create("app")
-    writer = uploads.writer("app", upload.id)
-    writer.write(b"hello world")
-    writer.close()
-    desc = S3Uploads(store).commit("app", upload.id, store, Digest.of(b"hello world"))
-    assert (desc.digest, desc.size) == (Digest.of(b"hello world"), 11)
-    assert store.list_blobs() == [desc.digest]
+    commit_in_one_request(uploads, store, committer=S3Uploads(store))
     assert keys(s3, bucket) == []
 
 
@@ -198,24 +179,26 @@ def test_a_server_without_conditional_puts_never_mixes_chunks(s3: Any, bucket: s
     store = S3Store(bucket, PREFIX, client=IgnoresIfNoneMatch(s3))
     uploads = S3Uploads(store, segment_size=MIN_PART_SIZE)
     a, b = os.urandom(MIN_PART_SIZE), os.urandom(MIN_PART_SIZE)
-    upload = uploads.create("app")
-    first = uploads.writer("app", upload.id, 0)
-    second = S3Uploads(store).writer("app", upload.id, 0)
-    first.write(a)
-    second.write(b)
-    second.close()
-    first.close()  # the record that counts: a's
+
+    def race(last: bytes) -> str:
+        """Two requests write a and b at offset 0; the one writing `last` closes last."""
+        upload = uploads.create("app")
+        writers = {
+            a: uploads.writer("app", upload.id, 0),
+            b: S3Uploads(store).writer("app", upload.id, 0),
+        }
+        for data, writer in writers.items():
+            writer.write(data)
+        for data in sorted(writers, key=lambda data: data is last):
+            writers[data].close()
+        return upload.id
+
+    upload_id = race(last=a)  # the record that counts: a's
     with pytest.raises(DigestMismatch):
-        uploads.commit("app", upload.id, store, Digest.of(b))  # a's bytes: nothing kept
+        uploads.commit("app", upload_id, store, Digest.of(b))  # a's bytes: nothing kept
     assert store.list_blobs() == []
-    upload = uploads.create("app")
-    first = uploads.writer("app", upload.id, 0)
-    second = S3Uploads(store).writer("app", upload.id, 0)
-    first.write(a)
-    second.write(b)
-    first.close()
-    second.close()  # now b's record counts
-    desc = uploads.commit("app", upload.id, store, Digest.of(b))
+    upload_id = race(last=b)  # now b's record counts
+    desc = uploads.commit("app", upload_id, store, Digest.of(b))
     assert read_blob(store, desc.digest) == b
 
 

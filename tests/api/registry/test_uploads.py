@@ -6,9 +6,16 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from api.registry.uploads import FilesystemUploads, RangeMismatch, UploadBusy, UploadUnknown
+from api.registry.uploads import (
+    FilesystemUploads,
+    RangeMismatch,
+    UploadBusy,
+    UploadStore,
+    UploadUnknown,
+)
 from buildkit.digest import Digest
 from buildkit.errors import DigestMismatch
+from buildkit.store.base import Store
 from buildkit.store.filesystem import FilesystemStore
 from tests.api.registry.conftest import ProcessServer, codes
 
@@ -154,29 +161,41 @@ def test_filesystem_uploads(tmp_path):
         uploads.writer("app", upload.id)  # one writer at a time
     writer.write(b"hello ")
     writer.close()
+    continue_then_fail_to_commit(uploads, store, upload.id)
+    commit_in_one_request(uploads, store)
+    assert list((tmp_path / "uploads").iterdir()) == []
+
+
+def continue_then_fail_to_commit(uploads: UploadStore, store: Store, upload_id: str) -> None:
+    """The contract of any upload store, from a session of app holding b"hello "."""
     with pytest.raises(RangeMismatch) as info:
-        uploads.writer("app", upload.id, 0)
+        uploads.writer("app", upload_id, 0)
     assert info.value.size == 6
-    writer = uploads.writer("app", upload.id, 6)
+    writer = uploads.writer("app", upload_id, 6)
     writer.write(b"world")
     writer.close()
-    assert uploads.get("app", upload.id).size == 11
+    assert uploads.get("app", upload_id).size == 11
     with pytest.raises(UploadUnknown):
-        uploads.get("other", upload.id)
+        uploads.get("other", upload_id)
     with pytest.raises(DigestMismatch):
-        uploads.commit("app", upload.id, store, Digest.of(b"something else"))
+        uploads.commit("app", upload_id, store, Digest.of(b"something else"))
     assert store.list_blobs() == []
     with pytest.raises(UploadUnknown):  # a failed commit ends the session
-        uploads.get("app", upload.id)
+        uploads.get("app", upload_id)
 
+
+def commit_in_one_request(
+    uploads: UploadStore, store: Store, committer: UploadStore | None = None
+) -> None:
+    """A session written by one request, committed (by `committer`, another
+    process's store of the same sessions, when given)."""
     upload = uploads.create("app")
     writer = uploads.writer("app", upload.id)
     writer.write(b"hello world")
     writer.close()
-    desc = uploads.commit("app", upload.id, store, Digest.of(b"hello world"))
+    desc = (committer or uploads).commit("app", upload.id, store, Digest.of(b"hello world"))
     assert (desc.digest, desc.size) == (Digest.of(b"hello world"), 11)
     assert store.list_blobs() == [desc.digest]
-    assert list((tmp_path / "uploads").iterdir()) == []
 
 
 def test_stale_uploads_are_purged(tmp_path):
