@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from api.registry.auth import DELETE, PULL, PUSH
 from api.registry.errors import RegistryHTTPError
 from api.registry.service import check_name, parse_digest
-from api.registry.state import _registry
+from api.registry.state import authorized, authorized_async
 from api.registry.uploads import ChunkWriter, RangeMismatch, UploadBusy, UploadStore
 from buildkit.digest import Digest
 
@@ -131,9 +131,7 @@ async def start_upload(
     mount: str | None = None,
     source: str | None = Query(default=None, alias="from"),
 ) -> Response:
-    reg = _registry(request)
-    check_name(name)
-    await run_in_threadpool(reg.auth.check, request, name, PUSH)
+    reg = await authorized_async(request, name, PUSH)
     if mount:
         wanted = parse_digest(mount)
         if source is not None:
@@ -163,18 +161,14 @@ async def start_upload(
 
 @router.get("/v2/{name:path}/blobs/uploads/{upload_id}")
 def upload_status(request: Request, name: str, upload_id: str) -> Response:
-    reg = _registry(request)
-    check_name(name)
-    reg.auth.check(request, name, PUSH)
+    reg = authorized(request, name, PUSH)
     upload = reg.uploads.get(name, upload_id)
     return Response(status_code=204, headers=_upload_headers(name, upload.id, upload.size))
 
 
 @router.patch("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def patch_upload(request: Request, name: str, upload_id: str) -> Response:
-    reg = _registry(request)
-    check_name(name)
-    await run_in_threadpool(reg.auth.check, request, name, PUSH)
+    reg = await authorized_async(request, name, PUSH)
     size = await _receive(request, reg.uploads, name, upload_id, chunk=False)
     return Response(status_code=202, headers=_upload_headers(name, upload_id, size))
 
@@ -183,9 +177,7 @@ async def patch_upload(request: Request, name: str, upload_id: str) -> Response:
 async def finish_upload(
     request: Request, name: str, upload_id: str, digest: str | None = None
 ) -> Response:
-    reg = _registry(request)
-    check_name(name)
-    await run_in_threadpool(reg.auth.check, request, name, PUSH)
+    reg = await authorized_async(request, name, PUSH)
     if digest is None:
         raise RegistryHTTPError("DIGEST_INVALID", "the closing PUT needs ?digest=<digest>")
     expected = parse_digest(digest)
@@ -198,9 +190,7 @@ async def finish_upload(
 
 @router.delete("/v2/{name:path}/blobs/uploads/{upload_id}")
 def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
-    reg = _registry(request)
-    check_name(name)
-    reg.auth.check(request, name, PUSH)
+    reg = authorized(request, name, PUSH)
     reg.uploads.cancel(name, upload_id)
     return Response(status_code=204)
 
@@ -245,9 +235,7 @@ def _iter_blob(f: BinaryIO, length: int) -> Iterator[bytes]:
 
 @router.api_route("/v2/{name:path}/blobs/{digest}", methods=["GET", "HEAD"])
 def get_blob(request: Request, name: str, digest: str) -> Response:
-    reg = _registry(request)
-    check_name(name)
-    reg.auth.check(request, name, PULL)
+    reg = authorized(request, name, PULL)
     wanted = parse_digest(digest)
     size = reg.service.blob_size(name, wanted)
     headers = {
@@ -276,8 +264,6 @@ def get_blob(request: Request, name: str, digest: str) -> Response:
 
 @router.delete("/v2/{name:path}/blobs/{digest}")
 def delete_blob(request: Request, name: str, digest: str) -> Response:
-    reg = _registry(request)
-    check_name(name)
-    reg.auth.check(request, name, DELETE)
+    reg = authorized(request, name, DELETE)
     reg.service.delete_blob(name, parse_digest(digest))
     return Response(status_code=202)

@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.registry.auth import DELETE, PULL, PUSH
 from api.registry.errors import RegistryHTTPError
-from api.registry.service import accepts, check_name, manifest_too_large, parse_digest
-from api.registry.state import _registry
+from api.registry.service import accepts, manifest_too_large, parse_digest
+from api.registry.state import authorized, authorized_async
 from buildkit.image import OCI_INDEX
 
 router = APIRouter(include_in_schema=False)
@@ -41,9 +41,7 @@ def _next_link(path: str, **params: str | int | None) -> str:
 def tags_list(
     request: Request, name: str, n: str | None = None, last: str | None = None
 ) -> Response:
-    reg = _registry(request)
-    check_name(name)
-    reg.auth.check(request, name, PULL)
+    reg = authorized(request, name, PULL)
     limit = _page_size(n)
     tags, more = reg.service.tags(name, limit, last)
     headers = {}
@@ -63,9 +61,7 @@ def referrers(
 ) -> Response:
     """The referrers of `digest`, in pages (the spec's Link header) when there
     are more than `n` or the service's page size."""
-    reg = _registry(request)
-    check_name(name)
-    reg.auth.check(request, name, PULL)
+    reg = authorized(request, name, PULL)
     subject = parse_digest(digest)
     body, after = reg.service.referrers(name, subject, artifactType or None, _page_size(n), last)
     headers = {"OCI-Filters-Applied": "artifactType"} if artifactType else {}
@@ -81,9 +77,7 @@ def referrers(
 
 @router.api_route("/v2/{name:path}/manifests/{reference}", methods=["GET", "HEAD"])
 def get_manifest(request: Request, name: str, reference: str) -> Response:
-    reg = _registry(request)
-    check_name(name)
-    reg.auth.check(request, name, PULL)
+    reg = authorized(request, name, PULL)
     desc, data = reg.service.get_manifest(name, reference)
     if not accepts(request.headers.getlist("accept"), desc.media_type):
         raise RegistryHTTPError(
@@ -104,9 +98,7 @@ def get_manifest(request: Request, name: str, reference: str) -> Response:
 
 @router.put("/v2/{name:path}/manifests/{reference}")
 async def put_manifest(request: Request, name: str, reference: str) -> Response:
-    reg = _registry(request)
-    check_name(name)
-    await run_in_threadpool(reg.auth.check, request, name, PUSH)
+    reg = await authorized_async(request, name, PUSH)
     limit = reg.config.max_manifest_size
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
@@ -134,8 +126,6 @@ async def put_manifest(request: Request, name: str, reference: str) -> Response:
 
 @router.delete("/v2/{name:path}/manifests/{reference}")
 def delete_manifest(request: Request, name: str, reference: str) -> Response:
-    reg = _registry(request)
-    check_name(name)
-    reg.auth.check(request, name, DELETE)
+    reg = authorized(request, name, DELETE)
     reg.service.delete_manifest(name, reference)
     return Response(status_code=202)
