@@ -1,6 +1,7 @@
 """The content store (`Store`, in `base.py`) and its drivers: `filesystem.py`
-for a local directory, `s3.py` for a bucket, both thin backends under
-`layout.py` (the registry:2 layout, written once). `open_store` picks one by URL.
+for a local directory, `s3.py` for a bucket (its requests in `s3bucket.py`),
+both thin backends under `layout.py` (the registry:2 layout, written once).
+`open_store` picks one by URL.
 
 boto3 is imported only when an `s3://` store is opened: the CLI starts fast.
 """
